@@ -1,0 +1,1 @@
+"""Analytics: data models, queries and the dashboard over the warehouse."""

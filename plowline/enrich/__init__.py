@@ -1,0 +1,1 @@
+"""Enrich: raw CollectorPayloads become canonical enriched events or bad rows."""

@@ -1,0 +1,1 @@
+"""Iglu: the schema resolver and validator for self-describing JSON."""

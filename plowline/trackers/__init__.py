@@ -1,0 +1,1 @@
+"""Plowline's own trackers: the JavaScript tracker, the no-JavaScript pixel and the Python tracker."""
