@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from plowline.errors import ConfigError, TransportError
 from plowline.streams.base import Batch
+from plowline.streams.members import MEMBER_PARAMS, Membership, parse_membership
 
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
@@ -58,11 +59,17 @@ def reset_memory_streams() -> None:
     _BROKER.clear()
 
 
-def _check_records(records: Sequence[bytes], max_record_bytes: int) -> None:
-    """Raise ValueError for a record no transport accepts: empty, not bytes, or over the size limit."""
+def _check_types(records: Sequence[bytes]) -> None:
+    """Raise ValueError for a record that is not bytes-like."""
     for record in records:
         if not isinstance(record, bytes | bytearray | memoryview):
             raise ValueError(f"records must be bytes, got {type(record).__name__}")
+
+
+def _check_records(records: Sequence[bytes], max_record_bytes: int) -> None:
+    """Raise ValueError for a record no transport accepts: empty, not bytes, or over the size limit."""
+    _check_types(records)
+    for record in records:
         size = len(record)
         if size == 0:
             raise ValueError("empty records are not accepted")
@@ -70,7 +77,10 @@ def _check_records(records: Sequence[bytes], max_record_bytes: int) -> None:
             raise ValueError(f"record of {size} bytes exceeds max_record_bytes={max_record_bytes}")
 
 
-def _parse_url(url: str) -> tuple[str, int]:
+_URL_PARAMS = frozenset({"max_record_bytes"}) | MEMBER_PARAMS
+
+
+def _parse_url(url: str) -> tuple[str, int, Membership]:
     parts = urlsplit(url)
     if parts.scheme != "memory":
         raise ConfigError("stream url", f"{url!r} is not a memory:// url", "use memory://NAME")
@@ -78,10 +88,12 @@ def _parse_url(url: str) -> tuple[str, int]:
     if not name:
         raise ConfigError("stream url", f"{url!r} names no stream", "use memory://NAME")
     params = parse_qs(parts.query, keep_blank_values=True)
-    unknown = set(params) - {"max_record_bytes"}
+    unknown = set(params) - _URL_PARAMS
     if unknown:
         raise ConfigError(
-            "stream url", f"unknown parameter(s) {', '.join(sorted(unknown))} in {url!r}", "use max_record_bytes"
+            "stream url",
+            f"unknown parameter(s) {', '.join(sorted(unknown))} in {url!r}",
+            f"use only {', '.join(sorted(_URL_PARAMS))}",
         )
     max_record_bytes = DEFAULT_MAX_RECORD_BYTES
     if "max_record_bytes" in params:
@@ -89,7 +101,7 @@ def _parse_url(url: str) -> tuple[str, int]:
         if not raw.isdigit() or int(raw) < 1:
             raise ConfigError("stream url", f"max_record_bytes={raw!r} in {url!r}", "use a positive integer")
         max_record_bytes = int(raw)
-    return name, max_record_bytes
+    return name, max_record_bytes, parse_membership(params, url)
 
 
 class MemorySink:
@@ -174,15 +186,27 @@ class MemorySource:
 
 def open_memory_sink(url: str) -> MemorySink:
     """Open `memory://NAME[?max_record_bytes=N]` for writing."""
-    name, max_record_bytes = _parse_url(url)
+    name, max_record_bytes, _ = _parse_url(url)
     return MemorySink(name, max_record_bytes)
 
 
 def open_memory_source(url: str, group: str) -> MemorySource:
-    """Open `memory://NAME` for reading by consumer group `group`."""
-    name, _ = _parse_url(url)
+    """Open `memory://NAME[?member=0&members=1]` for reading by consumer group `group`.
+
+    A memory stream is one unpartitioned list inside one process, so it has nothing to split among
+    several members of a group (and members run in separate processes, which never share it):
+    `members` above 1 is a ConfigError.
+    """
+    name, _, membership = _parse_url(url)
     if not group:
         raise ConfigError("consumer group", "empty group name", "name the consuming subsystem, e.g. 'enrich'")
+    if membership.members > 1:
+        raise ConfigError(
+            "stream url",
+            f"members={membership.members} in {url!r}: a memory:// stream has no partitions to split among "
+            "the members of a group, and is not shared between processes",
+            "use members=1 (one consumer per group) with memory://, or a file:// stream for several members",
+        )
     return MemorySource(name, group)
 
 
@@ -213,6 +237,7 @@ class RecordingSink:
         self._healthy = healthy
 
     async def write(self, records: Sequence[bytes]) -> None:
+        _check_types(records)  # a call that is not bytes cannot be recorded in `calls`
         call = tuple(bytes(record) for record in records)
         self.calls.append(call)
         if self.closed:

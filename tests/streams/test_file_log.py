@@ -12,7 +12,7 @@ import sys
 import textwrap
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -412,7 +412,7 @@ async def test_a_failed_fsync_makes_the_sink_unhealthy_until_a_write_succeeds(
     assert read[-1] == b"after"
 
 
-async def test_acks_are_committed_atomically_to_the_offsets_file(tmp_path: Path, collect: Collect) -> None:
+async def test_acks_are_committed_atomically_to_per_partition_offset_files(tmp_path: Path, collect: Collect) -> None:
     url = f"file://{tmp_path}"
     await _write_and_close(open_file_sink(url), [b"a", b"b", b"c"])
     source = open_source(url, "enrich")
@@ -421,10 +421,173 @@ async def test_acks_are_committed_atomically_to_the_offsets_file(tmp_path: Path,
     await source.ack(batches[-1])
     await source.close()
 
-    offsets = json.loads((tmp_path / "_offsets" / "enrich.json").read_text())
-    assert offsets == {"partitions": {"p-00000": [0, 3 * (HEADER + 1)]}}
-    assert [p.name for p in (tmp_path / "_offsets").iterdir()] == ["enrich.json"]
+    offsets = tmp_path / "_offsets"
+    assert [p.name for p in offsets.iterdir()] == ["enrich"]
+    # Only the committed file: no temporary file is left behind.
+    assert [p.name for p in (offsets / "enrich").iterdir()] == ["p-00000.json"]
+    assert json.loads((offsets / "enrich" / "p-00000.json").read_text()) == {"segment": 0, "offset": 3 * (HEADER + 1)}
+
+
+async def test_ack_rewrites_only_the_partitions_that_moved(
+    tmp_path: Path, collect: Collect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"file://{tmp_path}"
+    first, second = open_file_sink(url), open_file_sink(url)
+    await first.write([b"first-0"])
+    await second.write([b"second-0"])
+    source = open_file_source(url, "enrich")
+    await source.ack((await collect(source, 2))[-1])
+
+    replaced: list[str] = []
+    real_replace = os.replace
+
+    def spy(src: str | Path, dst: str | Path) -> None:
+        replaced.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    await first.write([b"first-1"])
+    batches = await collect(source, 1)
+    await source.ack(batches[-1])
+    assert replaced == ["p-00000.json"]
+    await source.ack(batches[-1])  # nothing moved: nothing written
+    assert replaced == ["p-00000.json"]
+    await source.close()
+    await first.close()
+    await second.close()
+
+
+async def _three_partitions(url: str) -> None:
+    sinks = [open_file_sink(url) for _ in range(3)]
+    assert [sink.partition for sink in sinks] == [0, 1, 2]
+    for sink in sinks:
+        await sink.write([f"p{sink.partition}-{i}".encode() for i in range(2)])
+    for sink in sinks:
+        await sink.close()
+
+
+async def test_a_member_reads_only_partitions_whose_index_modulo_members_is_its_number(
+    tmp_path: Path, collect: Collect
+) -> None:
+    url = f"file://{tmp_path}"
+    await _three_partitions(url)
+
+    member_0 = open_source(f"{url}?member=0&members=2", "enrich")
+    member_1 = open_source(f"{url}?members=2&member=1", "enrich")
+    assert isinstance(member_0, FileLogSource)
+    assert (member_0.membership.member, member_0.membership.members) == (0, 2)
+    got_0 = await collect(member_0, 4)
+    got_1 = await collect(member_1, 2)
+    assert sorted(_records(got_0)) == [b"p0-0", b"p0-1", b"p2-0", b"p2-1"]
+    assert _records(got_1) == [b"p1-0", b"p1-1"]
+    position = got_1[-1].position
+    assert isinstance(position, Mapping)
+    assert set(position) == {"p-00001"}
+
+    await member_0.ack(got_0[-1])
+    await member_1.ack(got_1[-1])
+    assert sorted(p.name for p in (tmp_path / "_offsets" / "enrich").iterdir()) == [
+        "p-00000.json",
+        "p-00001.json",
+        "p-00002.json",
+    ]
+    # A batch of one member is not another member's to commit.
+    with pytest.raises(ValueError, match="member"):
+        await member_1.ack(got_0[-1])
+    await member_0.close()
+    await member_1.close()
+
+
+async def test_a_single_member_url_reads_everything(tmp_path: Path, collect: Collect) -> None:
+    url = f"file://{tmp_path}"
+    await _three_partitions(url)
+    source = open_source(f"{url}?member=0&members=1", "enrich")
+    assert sorted(_records(await collect(source, 6))) == sorted(
+        f"p{p}-{i}".encode() for p in range(3) for i in range(2)
+    )
+    await source.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("member=2&members=2", "member="),
+        ("member=5", "member="),
+        ("member=-1&members=2", "member="),
+        ("member=one&members=2", "member="),
+        ("members=0", "members="),
+        ("member=0&members=", "members="),
+    ],
+    ids=["member-equals-members", "member-without-members", "negative", "not-a-number", "zero-members", "blank"],
+)
+def test_bad_membership_fails_with_a_config_error_naming_the_parameter(
+    tmp_path: Path, query: str, parameter: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"\b{parameter}") as raised:
+        open_file_source(f"file://{tmp_path}?{query}", "enrich")
+    assert raised.value.key == "stream url"
+
+
+def test_membership_parameters_are_validated_by_the_constructor_too(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="member"):
+        FileLogSource(tmp_path, "enrich", member=3, members=3)
+
+
+async def test_offsets_of_the_former_single_file_layout_are_kept(tmp_path: Path, collect: Collect) -> None:
+    url = f"file://{tmp_path}"
+    await _write_and_close(open_file_sink(url), [b"a", b"b", b"c"])
+    (tmp_path / "_offsets").mkdir()
+    legacy = {"partitions": {"p-00000": [0, 2 * (HEADER + 1)]}}
+    (tmp_path / "_offsets" / "enrich.json").write_text(json.dumps(legacy))
+
+    source = open_file_source(url, "enrich")
+    batches = await collect(source, 1)
+    assert _records(batches) == [b"c"]
+    await source.ack(batches[-1])
+    await source.close()
+    # The new per-partition file wins from now on; the old file is only ever read.
+    assert json.loads((tmp_path / "_offsets" / "enrich" / "p-00000.json").read_text()) == {
+        "segment": 0,
+        "offset": 3 * (HEADER + 1),
+    }
+    assert json.loads((tmp_path / "_offsets" / "enrich.json").read_text()) == legacy
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"segment": 0}', '{"segment": -1, "offset": 0}', "[0, 3]"])
+async def test_an_unreadable_offset_file_fails_with_a_transport_error(tmp_path: Path, content: str) -> None:
+    url = f"file://{tmp_path}"
+    await _write_and_close(open_file_sink(url), [b"a"])
+    (tmp_path / "_offsets" / "enrich").mkdir(parents=True)
+    (tmp_path / "_offsets" / "enrich" / "p-00000.json").write_text(content)
+    with pytest.raises(TransportError, match=r"p-00000\.json"):
+        open_file_source(url, "enrich")
 
 
 def test_iter_records_of_a_missing_directory_is_empty(tmp_path: Path) -> None:
     assert list(iter_records(tmp_path / "nothing-here")) == []
+
+
+async def test_a_failed_offset_commit_is_a_transport_error_and_keeps_the_last_commit(
+    tmp_path: Path, collect: Collect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"file://{tmp_path}"
+    await _write_and_close(open_file_sink(url), [b"a", b"b"])
+    source = open_file_source(url, "enrich")
+    batches = await collect(source, 2, max_records=1)
+    await source.ack(batches[0])
+    offset_file = tmp_path / "_offsets" / "enrich" / "p-00000.json"
+    committed = offset_file.read_bytes()
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", broken_fsync)
+        with pytest.raises(TransportError, match="commit"):
+            await source.ack(batches[1])
+    assert offset_file.read_bytes() == committed
+    assert [p.name for p in offset_file.parent.iterdir()] == ["p-00000.json"]
+
+    await source.ack(batches[1])  # the retry writes it
+    assert json.loads(offset_file.read_text()) == {"segment": 0, "offset": 2 * (HEADER + 1)}
+    await source.close()

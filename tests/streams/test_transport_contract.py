@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
 
 from plowline.streams import Batch, Sink, Source
 
-from .conftest import Collect, Transport
+from .conftest import Collect, Transport, collect_members
 
 
 def _records(batches: list[Batch]) -> list[bytes]:
@@ -166,3 +167,83 @@ async def test_sink_is_healthy_while_open(transport: Transport) -> None:
     await sink.write([b"r"])
     assert sink.healthy()
     await sink.close()
+
+
+# --- several consumers in one group --------------------------------------------------------------------
+
+
+async def _write_from_two_sinks_at_once(transport: Transport, count: int) -> tuple[list[bytes], list[bytes]]:
+    """Write `count` records from each of two sinks open at the same time (on the file log: two partitions)."""
+    first, second = transport.sink(), transport.sink()
+    from_first = [f"first-{i:03d}".encode() for i in range(count)]
+    from_second = [f"second-{i:03d}".encode() for i in range(count)]
+    for i in range(0, count, 4):
+        await first.write(from_first[i : i + 4])
+        await second.write(from_second[i : i + 4])
+    await first.close()
+    await second.close()
+    return from_first, from_second
+
+
+async def _write_sentinels(transport: Transport) -> list[bytes]:
+    first, second = transport.sink(), transport.sink()
+    await first.write([b"sentinel-first"])
+    await second.write([b"sentinel-second"])
+    await first.close()
+    await second.close()
+    return [b"sentinel-first", b"sentinel-second"]
+
+
+async def _consume_and_ack_everything(transport: Transport, members: int, expected: list[bytes]) -> None:
+    """Members 0..members-1 of group "enrich" together read `expected` exactly once, then ack and stop."""
+    sources = [transport.member_source("enrich", member, members) for member in range(members)]
+    got = await collect_members(sources, len(expected))
+    assert Counter(_records([b for batches in got for b in batches])) == Counter(expected)
+    for source, batches in zip(sources, got, strict=True):
+        if batches:
+            await source.ack(batches[-1])
+        await source.close()
+
+
+async def test_concurrent_members_of_a_group_receive_every_record_exactly_once(transport: Transport) -> None:
+    transport.require_members()
+    from_first, from_second = await _write_from_two_sinks_at_once(transport, 40)
+
+    members = [transport.member_source("enrich", 0, 2), transport.member_source("enrich", 1, 2)]
+    got = await collect_members(members, 80)
+    per_member = [_records(batches) for batches in got]
+    # No record twice, none missing: the members split the records between them.
+    assert Counter(per_member[0] + per_member[1]) == Counter(from_first + from_second)
+    for records in per_member:
+        # Each sink's records still arrive in the order they were written.
+        assert [r for r in records if r.startswith(b"first")] == [r for r in from_first if r in records]
+        assert [r for r in records if r.startswith(b"second")] == [r for r in from_second if r in records]
+
+    # Each member commits its own position without overwriting the other's.
+    for member, batches in zip(members, got, strict=True):
+        if batches:
+            await member.ack(batches[-1])
+        await member.close()
+    sentinels = await _write_sentinels(transport)
+    restarted = [transport.member_source("enrich", 0, 2), transport.member_source("enrich", 1, 2)]
+    after_restart = await collect_members(restarted, 2)
+    assert sorted(_records([b for batches in after_restart for b in batches])) == sentinels
+    for source in restarted:
+        await source.close()
+
+
+@pytest.mark.parametrize(("before", "after"), [(1, 2), (2, 1), (2, 3)], ids=["1-to-2", "2-to-1", "2-to-3"])
+async def test_changing_the_number_of_members_keeps_committed_positions(
+    transport: Transport, before: int, after: int
+) -> None:
+    transport.require_members()
+    from_first, from_second = await _write_from_two_sinks_at_once(transport, 20)
+    await _consume_and_ack_everything(transport, before, from_first + from_second)
+
+    # Restart the group with a different number of members: nothing acked is delivered again.
+    sentinels = await _write_sentinels(transport)
+    restarted = [transport.member_source("enrich", member, after) for member in range(after)]
+    got = await collect_members(restarted, 2)
+    assert sorted(_records([b for batches in got for b in batches])) == sentinels
+    for source in restarted:
+        await source.close()
