@@ -6,8 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.collector_process import CollectorProcess
+
+# Hypothesis' per-example deadline fails tests on a busy 2-core machine; time is not the property.
+settings.register_profile("plowline", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("plowline")
 
 # Browsers and non-TLS test pages: the Secure attribute would stop the cookie from being stored.
 INSECURE_COOKIE = {"PLOWLINE_COLLECTOR__COOKIE__SECURE": "false", "PLOWLINE_COLLECTOR__COOKIE__SAME_SITE": "Lax"}
