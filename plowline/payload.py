@@ -52,6 +52,9 @@ class CollectorPayload:
     @classmethod
     def from_thrift(cls, data: bytes) -> CollectorPayload:
         """Decode TBinaryProtocol bytes; raise PayloadDecodeError for anything that is not a payload."""
+        problem = _check_struct(memoryview(data))
+        if problem is not None:
+            raise PayloadDecodeError(f"not a Thrift CollectorPayload: {problem}")
         try:
             struct = deserialize(_ThriftPayload(), data, _PROTOCOL)
         except (TException, TTransportException) as exc:
@@ -60,12 +63,13 @@ class CollectorPayload:
             # The Thrift reader reports hostile bytes in many ways (a negative length is a
             # SystemError); for untrusted input every one of them means "not a payload".
             raise PayloadDecodeError(f"not a Thrift CollectorPayload: {exc}") from exc
-        missing = [name for name, attr in _REQUIRED.items() if getattr(struct, attr) is None]
+        values = {py: _text(getattr(struct, thrift)) for py, thrift in _FIELD_NAMES.items()}
+        missing = [name for name, py in _REQUIRED.items() if values[py] is None]
         if missing:
             raise PayloadDecodeError(f"CollectorPayload lacks required field(s): {', '.join(missing)}")
-        if not struct.schema.startswith(SCHEMA_PREFIX):
-            raise PayloadDecodeError(f"unexpected CollectorPayload schema {struct.schema!r}")
-        return cls(**{py: getattr(struct, thrift) for py, thrift in _FIELD_NAMES.items()})
+        if not values["schema"].startswith(SCHEMA_PREFIX):
+            raise PayloadDecodeError(f"unexpected CollectorPayload schema {values['schema']!r}")
+        return cls(**values)
 
     def to_base64(self) -> str:
         """Standard base64 without padding, one record per line, as Snowplow's stdout sink prints."""
@@ -96,8 +100,80 @@ def _camel(name: str) -> str:
 _FIELD_NAMES = {f.name: _camel(f.name) for f in fields(CollectorPayload)}
 _FIELD_NAMES["network_user_id"] = "networkUserId"
 _FIELD_NAMES["referer_uri"] = "refererUri"
-_REQUIRED = {"schema": "schema", "ipAddress": "ipAddress", "timestamp": "timestamp",
+_REQUIRED = {"schema": "schema", "ipAddress": "ip_address", "timestamp": "timestamp",
              "encoding": "encoding", "collector": "collector"}
+
+
+def _text(value: Any) -> Any:
+    """The Thrift reader returns bytes for a string that is not UTF-8; read it as Java would (U+FFFD)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list):
+        return [_text(item) for item in value]
+    return value
+
+
+# TBinaryProtocol type ids → fixed value size in bytes (None: variable).
+_FIXED_SIZES = {2: 1, 3: 1, 4: 8, 6: 2, 8: 4, 10: 8}
+_MAX_NESTING = 16
+
+
+def _check_struct(data: memoryview, start: int = 0, depth: int = 0) -> str | None:
+    """Walk a struct checking every declared length against the bytes present, before the C reader
+    trusts them: a few hostile bytes must not make it allocate gigabytes or loop for minutes."""
+    end = _skip_struct(data, start, depth)
+    if isinstance(end, str):
+        return end
+    return None
+
+
+def _skip_value(data: memoryview, kind: int, pos: int, depth: int) -> int | str:
+    size = _FIXED_SIZES.get(kind)
+    if size is not None:
+        return pos + size if pos + size <= len(data) else "truncated value"
+    if kind == 11:  # string / binary
+        if pos + 4 > len(data):
+            return "truncated string length"
+        length = int.from_bytes(data[pos : pos + 4], "big", signed=True)
+        if length < 0 or pos + 4 + length > len(data):
+            return f"string length {length} exceeds the record"
+        return pos + 4 + length
+    if depth >= _MAX_NESTING:
+        return "nested too deeply"
+    if kind == 12:
+        return _skip_struct(data, pos, depth + 1)
+    if kind in (13, 14, 15):
+        header = 6 if kind == 13 else 5
+        if pos + header > len(data):
+            return "truncated container header"
+        kinds = [data[pos], data[pos + 1]] if kind == 13 else [data[pos]]
+        count = int.from_bytes(data[pos + header - 4 : pos + header], "big", signed=True)
+        pos += header
+        if count < 0 or count > len(data) - pos:  # every element takes at least one byte
+            return f"container size {count} exceeds the record"
+        for _ in range(count):
+            for element in kinds:
+                result = _skip_value(data, element, pos, depth + 1)
+                if isinstance(result, str):
+                    return result
+                pos = result
+        return pos
+    return f"unknown field type {kind}"
+
+
+def _skip_struct(data: memoryview, pos: int, depth: int) -> int | str:
+    while True:
+        if pos >= len(data):
+            return "missing struct stop byte"
+        kind = data[pos]
+        if kind == 0:
+            return pos + 1
+        if pos + 3 > len(data):
+            return "truncated field header"
+        result = _skip_value(data, kind, pos + 3, depth)
+        if isinstance(result, str):
+            return result
+        pos = result
 
 
 def _to_thrift_struct(payload: CollectorPayload) -> Any:
