@@ -29,16 +29,24 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML config file (default: $PLOWLINE_CONFIG, then ./plowline.toml)."),
 ]
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory [default: ./plowline-data].")
-]
+DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [default: ./plowline-data].")]
 PortOption = Annotated[int | None, typer.Option("--port", help="Collector port [default: 9090].")]
 HostOption = Annotated[str | None, typer.Option("--host", help="Collector interface [default: 127.0.0.1].")]
-WorkersOption = Annotated[
-    int | None, typer.Option("--workers", help="Collector worker processes [default: 1].", min=1)
-]
+WorkersOption = Annotated[int | None, typer.Option("--workers", help="Collector worker processes [default: 1].", min=1)]
 
 err = Console(stderr=True)
+
+
+IgluOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--iglu", help="Local Iglu repository (DIR/schemas/<vendor>/<name>/jsonschema/<version>); repeatable."
+    ),
+]
+EnrichmentsOption = Annotated[
+    Path | None, typer.Option("--enrichments", help="Directory of Snowplow enrichment JSON configs.")
+]
+ResolverOption = Annotated[Path | None, typer.Option("--resolver", help="Snowplow Iglu resolver-config JSON file.")]
 
 
 def _settings(
@@ -47,6 +55,7 @@ def _settings(
     host: str | None = None,
     port: int | None = None,
     workers: int | None = None,
+    enrich: dict[str, Any] | None = None,
 ) -> Settings:
     overrides: dict[str, Any] = {}
     if data_dir is not None:
@@ -54,6 +63,9 @@ def _settings(
     collector = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
     if collector:
         overrides["collector"] = collector
+    enrich_overrides = {k: v for k, v in (enrich or {}).items() if v not in (None, [])}
+    if enrich_overrides:
+        overrides["enrich"] = enrich_overrides
     try:
         return load_config(config, overrides)
     except ConfigError as exc:
@@ -76,15 +88,129 @@ def up(
     port: PortOption = None,
     host: HostOption = None,
     workers: WorkersOption = None,
+    enrich_workers: Annotated[
+        int | None, typer.Option("--enrich-workers", help="Enrich worker processes [default: cores].", min=1)
+    ] = None,
+    iglu: IgluOption = None,
+    enrichments: EnrichmentsOption = None,
+    resolver: ResolverOption = None,
 ) -> None:
-    """Run the embedded pipeline on this machine (for now: the collector writing to DATA_DIR/streams)."""
-    settings = _settings(config, data_dir, host, port, workers)
+    """Run the whole pipeline on this machine: collector, enrich and the enriched archive, on the file log."""
+    from plowline.supervisor import ChildSpec, Supervisor, child_environment, plowline_command
+
+    enrich = {
+        "workers": enrich_workers,
+        "iglu": [str(p) for p in iglu or []],
+        "enrichments": str(enrichments) if enrichments else None,
+        "resolver": str(resolver) if resolver else None,
+    }
+    settings = _settings(config, data_dir, host, port, workers, enrich)
+    configure_logging(settings.log_level, settings.log_format)
+    _check_enrich_config(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     err.print(
         f"[bold green]plowline {__version__}[/] collector on "
         f"http://{settings.collector.host}:{settings.collector.port}  data in {settings.data_dir.resolve()}",
         highlight=False,
     )
-    _run_collector(settings)
+    members = settings.enrich.workers
+    if settings.raw_stream_url().startswith("file:") and members > settings.collector.workers:
+        # Each collector worker writes one partition of the file log and a partition has one reader
+        # per group: more enrich workers than partitions would sit idle.
+        members = settings.collector.workers
+        err.print(f"enrich workers: {members} (one per collector worker; raise --workers to scale both)")
+    specs = [ChildSpec("collector", plowline_command("collector"))]
+    specs += [
+        ChildSpec(f"enrich-{i}", plowline_command("enrich", "--member", str(i), "--members", str(members)))
+        for i in range(members)
+    ]
+    if settings.enrich.archive:
+        specs.append(ChildSpec("archive", plowline_command("load")))
+    code = Supervisor(specs, child_environment(settings_to_json(settings))).run()
+    raise typer.Exit(code)
+
+
+def _check_enrich_config(settings: Settings) -> None:
+    """Build the pipeline once in the parent so a bad enrichment config fails before anything starts."""
+    from plowline.enrich.service import build_pipeline
+
+    try:
+        build_pipeline(settings)
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration error[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def enrich(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes [default: cores].", min=1)] = None,
+    iglu: IgluOption = None,
+    enrichments: EnrichmentsOption = None,
+    resolver: ResolverOption = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Enrich records from --input and print them, then exit.")
+    ] = False,
+    input_file: Annotated[
+        str, typer.Option("--input", help="With --once: file of base64 raw records, one per line ('-' = stdin).")
+    ] = "-",
+    output_format: Annotated[str, typer.Option("--format", help="With --once: tsv or json.")] = "tsv",
+    member: Annotated[int | None, typer.Option("--member", hidden=True)] = None,
+    members: Annotated[int, typer.Option("--members", hidden=True)] = 1,
+) -> None:
+    """Enrich the raw stream into enriched events and bad rows; or, with --once, records from a file or stdin."""
+    import asyncio
+
+    from plowline.enrich import service
+
+    overrides = {
+        "workers": workers,
+        "iglu": [str(p) for p in iglu or []],
+        "enrichments": str(enrichments) if enrichments else None,
+        "resolver": str(resolver) if resolver else None,
+    }
+    settings = _settings(config, data_dir, enrich=overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    if once:
+        if output_format not in ("tsv", "json"):
+            err.print("[bold red]--format[/] must be tsv or json")
+            raise typer.Exit(2)
+        _check_enrich_config(settings)
+        stream = sys.stdin if input_file == "-" else open(input_file, encoding="utf-8")  # noqa: SIM115
+        with stream:
+            good, bad = service.run_once(
+                settings, service.read_raw_lines(stream), output_format, sys.stdout, sys.stderr
+            )
+        err.print(f"{good} good, {bad} bad", highlight=False)
+        return
+    if member is None and settings.enrich.workers > 1:
+        from plowline.supervisor import ChildSpec, Supervisor, child_environment, plowline_command
+
+        _check_enrich_config(settings)
+        count = settings.enrich.workers
+        specs = [
+            ChildSpec(f"enrich-{i}", plowline_command("enrich", "--member", str(i), "--members", str(count)))
+            for i in range(count)
+        ]
+        raise typer.Exit(Supervisor(specs, child_environment(settings_to_json(settings))).run())
+    try:
+        asyncio.run(service.serve_member(settings, member or 0, members))
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration error[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def load(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Load the enriched and bad streams into the enriched archive (TSV and JSON files under DATA_DIR)."""
+    import asyncio
+
+    from plowline.load_service import serve_archive
+
+    settings = _settings(config, data_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(serve_archive(settings))
 
 
 @app.command()

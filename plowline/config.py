@@ -26,6 +26,8 @@ from plowline.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "plowline.toml"
 CONFIG_FILE_ENV = "PLOWLINE_CONFIG"
+#: Set by `plowline up` for its children: the parent's effective settings as JSON, used as they are.
+EFFECTIVE_SETTINGS_ENV = "PLOWLINE_EFFECTIVE_SETTINGS"
 
 
 class _Section(BaseModel):
@@ -183,7 +185,28 @@ class StreamSettings(_Section):
     """Stream URLs; empty means a file log under the data dir."""
 
     raw: str = Field("", description="Raw CollectorPayload records (default file://DATA_DIR/streams/raw).")
-    bad: str = Field("", description="Collector bad rows (default file://DATA_DIR/streams/bad).")
+    enriched: str = Field("", description="Enriched TSV events (default file://DATA_DIR/streams/enriched).")
+    bad: str = Field("", description="Bad rows of collector and enrich (default file://DATA_DIR/streams/bad).")
+
+
+class EnrichSettings(_Section):
+    """Enrich: raw records to enriched events and bad rows (spec/enrich.md)."""
+
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, le=256,
+        description="Worker processes, one consumer each (default: the number of cores).",
+    )
+    resolver: Path | None = Field(
+        None, description="Snowplow Iglu resolver-config JSON (default: embedded schemas + Iglu Central)."
+    )
+    iglu: list[Path] = Field(
+        default_factory=list, description="Local Iglu repositories (static layout DIR/schemas/...), searched first."
+    )
+    enrichments: Path | None = Field(
+        None, description="Directory of Snowplow enrichment JSON configs (default: Plowline's default set)."
+    )
+    batch_size: int = Field(500, ge=1, le=100_000, description="Raw records per batch.")
+    archive: bool = Field(True, description="In `plowline up`, also write enriched TSV files under DATA_DIR/enriched.")
 
 
 class Settings(BaseSettings):
@@ -198,6 +221,7 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = Field("console", description="Structured log rendering.")
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)
+    enrich: EnrichSettings = Field(default_factory=EnrichSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -216,6 +240,9 @@ class Settings(BaseSettings):
 
     def raw_stream_url(self) -> str:
         return self.streams.raw or f"file://{(self.data_dir / 'streams' / 'raw').resolve()}"
+
+    def enriched_stream_url(self) -> str:
+        return self.streams.enriched or f"file://{(self.data_dir / 'streams' / 'enriched').resolve()}"
 
     def bad_stream_url(self) -> str:
         return self.streams.bad or f"file://{(self.data_dir / 'streams' / 'bad').resolve()}"
@@ -242,6 +269,9 @@ def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None
     `path` is the TOML file; without it, $PLOWLINE_CONFIG, then ./plowline.toml if it exists.
     `overrides` are nested dicts from command-line flags and win over everything.
     """
+    inherited = os.environ.get(EFFECTIVE_SETTINGS_ENV)
+    if inherited and path is None and not overrides:
+        return settings_from_json(inherited)
     toml_path: Path | None
     if path is not None:
         toml_path = Path(path)

@@ -1,0 +1,124 @@
+"""Self-describing JSON carried by tracker parameters: unstruct_event (ue_pr/ue_px) and contexts (co/cx).
+
+Parsed, checked against the wrapper schema, then each inner entity resolved and validated through
+Iglu, as spec/enrich.md 2.3 phase 1 and protocol.md 2.6 describe. Invalid entities are dropped one
+by one, each leaving a message for the schema_violations bad row.
+
+Choices where Snowplow is ambiguous (protocol.md 7.6 and 7.7):
+* an empty `co`/`cx`/`ue_pr`/`ue_px` value is treated as absent (real trackers never send one);
+* when both the plain and the base64 variant are present, the base64 one (`cx`, `ue_px`) wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from plowline.enrich.transform import ConversionError, decode_base64_json
+from plowline.iglu.errors import CriterionMismatch, IgluError, NotIglu
+from plowline.iglu.resolver import Resolver
+from plowline.schema_key import SchemaCriterion
+
+CONTEXTS_CRITERION = SchemaCriterion.parse("iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-*")
+UNSTRUCT_CRITERION = SchemaCriterion.parse("iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-*")
+VALIDATION_INFO = "iglu:com.snowplowanalytics.iglu/validation_info/jsonschema/1-0-0"
+MAX_JSON_DEPTH = 50
+
+
+@dataclass(slots=True)
+class Extracted:
+    """What the SDJ parameters of one event yield."""
+
+    unstruct_event: dict[str, Any] | None = None
+    contexts: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    validation_info: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _text(parameters: dict[str, str | None], plain: str, encoded: str, out: Extracted) -> tuple[str, str] | None:
+    raw_encoded = parameters.get(encoded)
+    if raw_encoded:
+        try:
+            return encoded, decode_base64_json(raw_encoded)
+        except ConversionError as exc:
+            out.messages.append({"field": encoded, "value": raw_encoded, "error": str(exc)})
+            return None
+    raw_plain = parameters.get(plain)
+    if raw_plain:
+        return plain, raw_plain
+    return None
+
+
+def _parse(name: str, text: str, out: Extracted) -> Any:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        out.messages.append({"field": name, "value": text, "error": f"invalid json: {exc}"})
+        return None
+    if _too_deep(value, MAX_JSON_DEPTH):
+        out.messages.append({"field": name, "value": text, "error": f"invalid json: deeper than {MAX_JSON_DEPTH}"})
+        return None
+    return value
+
+
+def _too_deep(value: Any, budget: int) -> bool:
+    if budget < 0:
+        return True
+    if isinstance(value, dict):
+        return any(_too_deep(item, budget - 1) for item in value.values())
+    if isinstance(value, list):
+        return any(_too_deep(item, budget - 1) for item in value)
+    return False
+
+
+def validate_entity(resolver: Resolver, entity: Any, out: Extracted) -> dict[str, Any] | None:
+    """Validate one inner SDJ; return it (rewritten to a superseding version if any) or None."""
+    try:
+        validated = resolver.validate_sdj(entity)
+    except (NotIglu, CriterionMismatch, IgluError) as exc:
+        out.messages.append(exc.to_json())
+        return None
+    if validated.superseded_by is not None:
+        key = validated.key
+        new_uri = f"iglu:{key.vendor}/{key.name}/{key.format}/{validated.superseded_by}"
+        out.validation_info.append(
+            {
+                "schema": VALIDATION_INFO,
+                "data": {"originalSchema": key.uri, "validatedWith": str(validated.superseded_by)},
+            }
+        )
+        return {"schema": new_uri, "data": entity["data"]}
+    return entity  # type: ignore[no-any-return]
+
+
+def _wrapper(resolver: Resolver, value: Any, criterion: SchemaCriterion, out: Extracted) -> Any:
+    try:
+        resolver.validate_sdj(value, criterion)
+    except (NotIglu, CriterionMismatch, IgluError) as exc:
+        out.messages.append(exc.to_json())
+        return None
+    return value["data"]
+
+
+def extract(parameters: dict[str, str | None], resolver: Resolver) -> Extracted:
+    """Parse and validate ue_pr/ue_px, then co/cx (Snowplow's order)."""
+    out = Extracted()
+    found = _text(parameters, "ue_pr", "ue_px", out)
+    if found is not None:
+        value = _parse(found[0], found[1], out)
+        if value is not None:
+            inner = _wrapper(resolver, value, UNSTRUCT_CRITERION, out)
+            if inner is not None:
+                out.unstruct_event = validate_entity(resolver, inner, out)
+    found = _text(parameters, "co", "cx", out)
+    if found is not None:
+        value = _parse(found[0], found[1], out)
+        if value is not None:
+            entities = _wrapper(resolver, value, CONTEXTS_CRITERION, out)
+            for entity in entities or ():
+                valid = validate_entity(resolver, entity, out)
+                if valid is not None:
+                    out.contexts.append(valid)
+    return out
