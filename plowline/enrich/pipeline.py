@@ -131,8 +131,14 @@ class Pipeline:
         if state.failures:
             return self._bad(badrows.enrichment_failures, state.failures, event, raw)
 
-        # Phase 3: what enrichments added must be valid too.
+        # Phase 3: what enrichments added, or a script changed, must be valid too.
         checked = Extracted()
+        if event.unstruct_event is not extracted.unstruct_event and event.unstruct_event is not None:
+            event.unstruct_event = validate_entity(self.resolver, event.unstruct_event, checked)
+        if event.contexts is not None and event.contexts != (extracted.contexts or None):
+            contexts = [valid for entity in event.contexts
+                        if (valid := validate_entity(self.resolver, entity, checked)) is not None]
+            event.contexts = contexts or None
         derived = [
             valid
             for entity in event.derived_contexts

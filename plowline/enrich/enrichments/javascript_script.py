@@ -338,7 +338,7 @@ class JavascriptScript:
 
     def __init__(self, source: str, params: Mapping[str, Any] | None = None) -> None:
         """Compile `source`; raise EnrichmentConfigError if it does not compile or define process()."""
-        import STPyV8  # type: ignore[import-untyped]  # V8 is loaded only when a script is configured
+        import STPyV8  # V8 is loaded only when a script is configured
 
         key = f"{self.config_name}.parameters.script"
         self._context = STPyV8.JSContext()
