@@ -54,6 +54,9 @@ class Pipeline:
         self.processor = processor
         self.v_etl = f"{processor.artifact}-{processor.version}"
         self.atomic_limits = atomic_limits
+        #: Set by the worker after a long Iglu outage: unreachable schemas become schema violations.
+        self.unavailable_as_failure = False
+        self.degraded_until = 0.0
 
     def process(self, record: bytes, etl_tstamp: datetime) -> Outcome:
         outcome = Outcome()
@@ -113,7 +116,7 @@ class Pipeline:
             except ValueError as exc:
                 parse_errors.append(AtomicParseError("collector_tstamp", str(raw.timestamp), str(exc)))
         parse_errors += apply_parameters(event, raw.parameters)
-        extracted = extract(raw.parameters, self.resolver)
+        extracted = extract(raw.parameters, self.resolver, self.unavailable_as_failure)
         event.unstruct_event = extracted.unstruct_event
         event.contexts = extracted.contexts or None
         phase1 = extracted.messages + _atomic_messages(parse_errors, "atomic_field_parse_error")
@@ -134,10 +137,15 @@ class Pipeline:
         # Phase 3: what enrichments added, or a script changed, must be valid too.
         checked = Extracted()
         if event.unstruct_event is not extracted.unstruct_event and event.unstruct_event is not None:
-            event.unstruct_event = validate_entity(self.resolver, event.unstruct_event, checked)
+            event.unstruct_event = validate_entity(
+                self.resolver, event.unstruct_event, checked, self.unavailable_as_failure
+            )
         if event.contexts is not None and event.contexts != (extracted.contexts or None):
-            contexts = [valid for entity in event.contexts
-                        if (valid := validate_entity(self.resolver, entity, checked)) is not None]
+            contexts = [
+                valid
+                for entity in event.contexts
+                if (valid := validate_entity(self.resolver, entity, checked, self.unavailable_as_failure)) is not None
+            ]
             event.contexts = contexts or None
         derived = [
             valid

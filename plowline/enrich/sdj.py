@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from plowline.enrich.transform import ConversionError, decode_base64_json
-from plowline.iglu.errors import CriterionMismatch, IgluError, NotIglu
+from plowline.iglu.errors import CriterionMismatch, IgluError, NotIglu, RepositoryUnavailable
 from plowline.iglu.resolver import Resolver
 from plowline.schema_key import SchemaCriterion
 
@@ -73,12 +73,29 @@ def _too_deep(value: Any, budget: int) -> bool:
     return False
 
 
-def validate_entity(resolver: Resolver, entity: Any, out: Extracted) -> dict[str, Any] | None:
-    """Validate one inner SDJ; return it (rewritten to a superseding version if any) or None."""
+def _unavailable(entity: Any, exc: RepositoryUnavailable) -> dict[str, Any]:
+    schema = entity.get("schema") if isinstance(entity, dict) else None
+    return {"schemaKey": schema, "error": {"error": "ResolutionError", "lookupHistory": [
+        {"repository": "unavailable", "errors": [{"error": "RepoFailure", "message": str(exc)}], "attempts": 1}]}}
+
+
+def validate_entity(
+    resolver: Resolver, entity: Any, out: Extracted, unavailable_as_failure: bool = False
+) -> dict[str, Any] | None:
+    """Validate one inner SDJ; return it (rewritten to a superseding version if any) or None.
+
+    An unreachable repository raises (the batch is retried) unless `unavailable_as_failure`, which
+    the worker sets once retrying has gone on too long: then it is a schema violation, kept for recovery.
+    """
     try:
         validated = resolver.validate_sdj(entity)
     except (NotIglu, CriterionMismatch, IgluError) as exc:
         out.messages.append(exc.to_json())
+        return None
+    except RepositoryUnavailable as exc:
+        if not unavailable_as_failure:
+            raise
+        out.messages.append(_unavailable(entity, exc))
         return None
     if validated.superseded_by is not None:
         key = validated.key
@@ -95,14 +112,14 @@ def validate_entity(resolver: Resolver, entity: Any, out: Extracted) -> dict[str
 
 def _wrapper(resolver: Resolver, value: Any, criterion: SchemaCriterion, out: Extracted) -> Any:
     try:
-        resolver.validate_sdj(value, criterion)
+        resolver.validate_sdj(value, criterion)  # an embedded schema: never unavailable
     except (NotIglu, CriterionMismatch, IgluError) as exc:
         out.messages.append(exc.to_json())
         return None
     return value["data"]
 
 
-def extract(parameters: dict[str, str | None], resolver: Resolver) -> Extracted:
+def extract(parameters: dict[str, str | None], resolver: Resolver, unavailable_as_failure: bool = False) -> Extracted:
     """Parse and validate ue_pr/ue_px, then co/cx (Snowplow's order)."""
     out = Extracted()
     found = _text(parameters, "ue_pr", "ue_px", out)
@@ -111,14 +128,14 @@ def extract(parameters: dict[str, str | None], resolver: Resolver) -> Extracted:
         if value is not None:
             inner = _wrapper(resolver, value, UNSTRUCT_CRITERION, out)
             if inner is not None:
-                out.unstruct_event = validate_entity(resolver, inner, out)
+                out.unstruct_event = validate_entity(resolver, inner, out, unavailable_as_failure)
     found = _text(parameters, "co", "cx", out)
     if found is not None:
         value = _parse(found[0], found[1], out)
         if value is not None:
             entities = _wrapper(resolver, value, CONTEXTS_CRITERION, out)
             for entity in entities or ():
-                valid = validate_entity(resolver, entity, out)
+                valid = validate_entity(resolver, entity, out, unavailable_as_failure)
                 if valid is not None:
                     out.contexts.append(valid)
     return out

@@ -16,6 +16,7 @@ from plowline import badrows
 from plowline.enrich.metrics import EnrichMetrics
 from plowline.enrich.pipeline import Outcome, Pipeline
 from plowline.errors import TransientError
+from plowline.iglu.errors import RepositoryUnavailable
 from plowline.observability import get_logger
 from plowline.streams import Batch, Sink, Source
 
@@ -89,33 +90,61 @@ async def run_worker(
 
 
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+#: Attempts of a batch while an Iglu repository is unreachable before its events become bad rows.
+IGLU_RETRIES = 6
+#: How long a worker stays in degraded mode after giving up on an Iglu outage.
+DEGRADED_S = 60.0
+
+
+async def _write_outputs(serialized: Serialized, good_sink: Sink, bad_sink: Sink) -> None:
+    writes: list[Any] = []
+    if serialized.good:
+        writes.append(good_sink.write(serialized.good))
+    if serialized.bad:
+        writes.append(bad_sink.write(serialized.bad))
+    await asyncio.gather(*writes)
+
+
+async def _back_off(attempt: int, exc: Exception, metrics: EnrichMetrics) -> int:
+    delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+    metrics.retries.inc()
+    log.warning("batch failed; retrying", error=str(exc), attempt=attempt + 1, in_s=delay)
+    await asyncio.sleep(delay)
+    return attempt + 1
 
 
 async def handle_batch(
     batch: Batch, source: Source, good_sink: Sink, bad_sink: Sink, pipeline: Pipeline, metrics: EnrichMetrics
 ) -> None:
     """Enrich, persist both outputs, then ack. A transient failure (an unreachable Iglu repository, a
-    sink that cannot write) retries the whole batch with backoff: nothing is acked until it is done."""
+    sink that cannot write) retries the whole batch with backoff: nothing is acked until it is done.
+
+    An Iglu outage that outlasts IGLU_RETRIES attempts puts the worker in degraded mode for
+    DEGRADED_S: events whose schemas cannot be fetched become schema violations (which keep the
+    input for recovery) instead of stalling the pipeline for as long as the outage lasts.
+    """
     started = time.perf_counter()
     attempt = 0
+    degraded = time.monotonic() < pipeline.degraded_until
     while True:
+        pipeline.unavailable_as_failure = degraded
         try:
             serialized = await asyncio.to_thread(
                 process_batch, pipeline, list(batch.records), good_sink.max_record_bytes
             )
-            writes: list[Any] = []
-            if serialized.good:
-                writes.append(good_sink.write(serialized.good))
-            if serialized.bad:
-                writes.append(bad_sink.write(serialized.bad))
-            await asyncio.gather(*writes)
+            await _write_outputs(serialized, good_sink, bad_sink)
             break
+        except RepositoryUnavailable as exc:
+            if attempt >= IGLU_RETRIES:
+                log.error("Iglu repository unavailable; degraded mode", error=str(exc), for_s=DEGRADED_S)
+                degraded = True
+                pipeline.degraded_until = time.monotonic() + DEGRADED_S
+                continue
+            attempt = await _back_off(attempt, exc, metrics)
         except TransientError as exc:
-            delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-            attempt += 1
-            metrics.retries.inc()
-            log.warning("batch failed; retrying", error=str(exc), attempt=attempt, in_s=delay)
-            await asyncio.sleep(delay)
+            attempt = await _back_off(attempt, exc, metrics)
+        finally:
+            pipeline.unavailable_as_failure = False
     await source.ack(batch)
     metrics.observe(
         records=len(batch.records), events=serialized.events_in, good=len(serialized.good),

@@ -149,6 +149,7 @@ class Resolver:
         cache_ttl: float | None = 600,
         retries: int = 3,
         retry_backoff: float = 0.1,
+        unavailable_cooldown: float = 30.0,
         max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -159,6 +160,11 @@ class Resolver:
         self.repositories: tuple[Repository, ...] = tuple(repositories)
         self.retries = retries
         self.retry_backoff = retry_backoff
+        self.unavailable_cooldown = unavailable_cooldown
+        self._clock = clock
+        # A repository that just failed every retry is not asked again for a while, so an outage
+        # costs one timed-out lookup per cooldown, not one per event.
+        self._down_until: dict[int, tuple[float, str]] = {}
         self.max_json_depth = max_json_depth
         self._sleep = sleep
         self._cache = _Cache(cache_size, cache_ttl, clock)
@@ -232,6 +238,9 @@ class Resolver:
 
     def _ask(self, repository: Repository, key: SchemaKey) -> tuple[dict[str, Any] | None, dict[str, Any], bool]:
         """One repository's answer: the schema, or its lookupHistory record and whether it was unreachable."""
+        down = self._down_until.get(id(repository))
+        if down is not None and self._clock() < down[0]:
+            return None, _record(repository, 0, {"error": "RepoFailure", "message": down[1]}), True
         attempts = 0
         while True:
             attempts += 1
@@ -241,9 +250,11 @@ class Resolver:
                 if attempts <= self.retries:
                     self._sleep(self.retry_backoff * 2 ** (attempts - 1))
                     continue
+                self._down_until[id(repository)] = (self._clock() + self.unavailable_cooldown, str(exc))
                 return None, _record(repository, attempts, {"error": "RepoFailure", "message": str(exc)}), True
             except InvalidSchemaDocument as exc:
                 return None, _record(repository, attempts, {"error": "RepoFailure", "message": str(exc)}), False
+            self._down_until.pop(id(repository), None)
             if schema is None:
                 return None, _record(repository, attempts, {"error": "NotFound"}), False
             problem = _self_mismatch(key, schema)

@@ -106,3 +106,39 @@ def test_an_enriched_event_too_big_for_its_sink_becomes_a_size_violation(pipelin
     [row] = [orjson.loads(line) for line in serialized.bad]
     assert row["schema"].endswith("/size_violation/jsonschema/1-0-0")
     assert row["data"]["failure"]["maximumAllowedSizeBytes"] == 1000
+
+
+async def test_an_iglu_outage_retries_then_degrades_to_recoverable_bad_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schema on an unreachable repository: the batch is retried, then its event becomes a schema violation."""
+    import socket
+
+    from plowline import badrows
+    from plowline.enrich.assets import LocalAssetStore
+    from plowline.enrich.enrichment_config import load_enrichments
+    from plowline.iglu.repositories import EmbeddedRepository, StaticHttpRepository
+    from plowline.iglu.resolver import Resolver
+
+    with socket.socket() as probe:  # a port nobody listens on: connections are refused at once
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    resolver = Resolver([StaticHttpRepository(f"http://127.0.0.1:{dead_port}")], preferred=[EmbeddedRepository()],
+                        retry_backoff=0.001)
+    pipeline = Pipeline(resolver, load_enrichments(None, resolver, LocalAssetStore(tmp_path, tmp_path / "a")),
+                        badrows.Processor("plowline-enrich", "test"))
+    monkeypatch.setattr(worker, "RETRY_BACKOFF_S", (0.01,))
+    url = f"file://{tmp_path / 'raw'}"
+    sink = open_sink(url)
+    context = '{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[{"schema":"iglu:com.acme/thing/jsonschema/1-0-0","data":{}}]}'
+    from urllib.parse import quote
+
+    await sink.write([payload("e=pv&p=web&tv=t&co=" + quote(context))])
+    await sink.close()
+    good, bad = RecordingSink(), RecordingSink()
+    await consume(url, "enrich", good, bad, pipeline, total=1)
+    [row] = [orjson.loads(line) for line in bad.records]
+    assert row["schema"].endswith("/schema_violations/jsonschema/2-0-0")
+    assert row["data"]["failure"]["messages"][0]["error"]["error"] == "ResolutionError"
+    assert enrich_metrics().retries._value.get() >= worker.IGLU_RETRIES
+    assert pipeline.degraded_until > 0

@@ -186,15 +186,23 @@ def test_default_resolver_puts_extra_dirs_after_embedded_and_before_iglu_central
 def test_a_down_server_raises_unavailable_after_retries(central_server: StaticServer) -> None:
     central_server.status = 503
     sleeps: list[float] = []
+    now = [1000.0]
     with Resolver([StaticHttpRepository(central_server.url, name="flaky")], retries=3, retry_backoff=0.5,
-                  sleep=sleeps.append) as resolver:
+                  sleep=sleeps.append, clock=lambda: now[0], unavailable_cooldown=30) as resolver:
         with pytest.raises(RepositoryUnavailable, match=r"flaky: GET .* HTTP 503"):
             resolver.lookup(WEB)
         assert len(central_server.requests) == 4
         assert sleeps == [0.5, 1.0, 2.0]
-        with pytest.raises(RepositoryUnavailable):  # unavailability is not cached
+        with pytest.raises(RepositoryUnavailable, match="HTTP 503"):  # in its cooldown: not asked again
             resolver.lookup(WEB)
-    assert len(central_server.requests) == 8
+        assert len(central_server.requests) == 4
+        now[0] += 31  # unavailability is never cached as "not found": after the cooldown it is asked again
+        with pytest.raises(RepositoryUnavailable):
+            resolver.lookup(WEB)
+        central_server.status = None
+        now[0] += 31
+        assert resolver.lookup(WEB)["self"]["name"] == "web_page"
+    assert len(central_server.requests) == 9
 
 
 def test_a_refused_connection_raises_unavailable(dead_url: str) -> None:
@@ -211,7 +219,7 @@ def test_unavailable_repository_does_not_matter_when_another_has_the_schema(dead
 
 def test_recovery_after_an_outage(central_server: StaticServer) -> None:
     central_server.status = 500
-    with Resolver([StaticHttpRepository(central_server.url)], retries=0) as resolver:
+    with Resolver([StaticHttpRepository(central_server.url)], retries=0, unavailable_cooldown=0) as resolver:
         with pytest.raises(RepositoryUnavailable):
             resolver.lookup(WEB)
         central_server.status = None
