@@ -137,27 +137,21 @@ class Pipeline:
         # Phase 3: what enrichments added, or a script changed, must be valid too.
         checked = Extracted()
         if event.unstruct_event is not extracted.unstruct_event and event.unstruct_event is not None:
-            event.unstruct_event = validate_entity(
-                self.resolver, event.unstruct_event, checked, self.unavailable_as_failure
-            )
+            event.unstruct_event = next(iter(self._valid([event.unstruct_event], checked)), None)
         if event.contexts is not None and event.contexts != (extracted.contexts or None):
-            contexts = [
-                valid
-                for entity in event.contexts
-                if (valid := validate_entity(self.resolver, entity, checked, self.unavailable_as_failure)) is not None
-            ]
-            event.contexts = contexts or None
-        derived = [
-            valid
-            for entity in event.derived_contexts
-            if (valid := validate_entity(self.resolver, entity, checked)) is not None
-        ]
+            event.contexts = self._valid(event.contexts, checked) or None
+        derived = self._valid(event.derived_contexts, checked)
         event.derived_contexts = [*derived, *extracted.validation_info, *checked.validation_info] or None
         reports = length_violations(event, self.atomic_limits)
         phase3 = checked.messages + ([_atomic_error(reports)] if reports else [])
         if phase3:
             return self._bad(badrows.schema_violations, phase3, event, raw)
         return event
+
+    def _valid(self, entities: list[dict[str, Any]], checked: Extracted) -> list[dict[str, Any]]:
+        """The entities that validate (as rewritten for superseding schemas); messages for the others."""
+        valid = (validate_entity(self.resolver, entity, checked, self.unavailable_as_failure) for entity in entities)
+        return [entity for entity in valid if entity is not None]
 
     def _bad(self, build: Any, messages: list[dict[str, Any]], event: EnrichedEvent, raw: RawEvent) -> dict[str, Any]:
         return build(self.processor, messages, badrows.partially_enriched_event(event), raw.to_json())  # type: ignore[no-any-return]
