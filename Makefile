@@ -29,6 +29,7 @@ contracts: $(INSTALLED)
 
 unit: $(INSTALLED)
 	bash scripts/install-test-deps.sh
+	bash scripts/ensure-services.sh
 	$(BIN)/pytest
 
 test: lint typecheck contracts unit

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -64,13 +64,15 @@ class Supervisor:
             log.info("stopping", signal=signal.Signals(signum).name)
         self._stopping = True
 
-    def run(self) -> int:
+    def run(self, on_tick: Callable[[], None] = lambda: None) -> int:
+        """Start every child, keep them running until SIGINT/SIGTERM, then stop them in order."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             for child in self.children:
                 self._start(child)
             while not self._stopping:
                 self._watch()
+                on_tick()
                 time.sleep(0.2)
             return self._stop_all()
         finally:

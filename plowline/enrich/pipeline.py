@@ -9,6 +9,7 @@ failure is a value turned into exactly one bad row here; no exception escapes fo
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,8 +78,9 @@ class Pipeline:
             outcome.bad.append(self._adapter_bad_row(request, failure))
             return outcome
         outcome.events_in = len(raw_events)
-        for raw in raw_events:
-            result = self.enrich_event(raw, request.collector, etl_tstamp)
+        digest = hashlib.blake2b(record, digest_size=16).digest()
+        for index, raw in enumerate(raw_events):
+            result = self.enrich_event(raw, request.collector, etl_tstamp, _default_event_id(digest, index))
             if isinstance(result, EnrichedEvent):
                 outcome.good.append(result)
             elif result is None:
@@ -96,11 +98,14 @@ class Pipeline:
         return build(self.processor, request.vendor, request.version, failure.messages, collector_payload_json(request))
 
     def enrich_event(
-        self, raw: RawEvent, collector: str, etl_tstamp: datetime
+        self, raw: RawEvent, collector: str, etl_tstamp: datetime, default_event_id: str | None = None
     ) -> EnrichedEvent | dict[str, Any] | None:
-        """One raw event → an enriched event, a bad row, or None if an enrichment dropped it."""
+        """One raw event → an enriched event, a bad row, or None if an enrichment dropped it.
+
+        `default_event_id` is the event_id when the tracker sent no `eid` (random if not given).
+        """
         event = EnrichedEvent(
-            event_id=str(uuid.uuid4()),
+            event_id=default_event_id or str(uuid.uuid4()),
             v_collector=tsv_safe(collector),
             v_etl=self.v_etl,
             etl_tstamp=etl_tstamp,
@@ -155,6 +160,18 @@ class Pipeline:
 
     def _bad(self, build: Any, messages: list[dict[str, Any]], event: EnrichedEvent, raw: RawEvent) -> dict[str, Any]:
         return build(self.processor, messages, badrows.partially_enriched_event(event), raw.to_json())  # type: ignore[no-any-return]
+
+
+def _default_event_id(record_digest: bytes, index: int) -> str:
+    """A UUID v4 derived from the raw record and the event's place in it, for events without `eid`.
+
+    Snowplow draws a random one; deriving it instead means a redelivered or replayed record gives
+    the same event_id, so loaders' (event_id, event_fingerprint) dedupe makes storage exactly once.
+    """
+    seed = bytearray(hashlib.blake2b(record_digest + index.to_bytes(4, "big"), digest_size=16).digest())
+    seed[6] = (seed[6] & 0x0F) | 0x40  # version 4
+    seed[8] = (seed[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return str(uuid.UUID(bytes=bytes(seed)))
 
 
 def _clean_useragent(useragent: str | None) -> str | None:

@@ -283,3 +283,12 @@ def test_tp2_batches_count_every_event(pipeline: Pipeline, events: list[dict[str
     assert outcome.events_in == len(outcome.good) + len(outcome.bad) + outcome.dropped
     for event in outcome.good:
         assert EnrichedEvent.from_tsv(event.to_tsv()).to_tsv() == event.to_tsv()
+
+
+def test_events_without_eid_get_the_same_id_when_a_record_is_replayed(pipeline: Pipeline) -> None:
+    record = payload("e=pv&p=web&tv=t")
+    first = single_good(pipeline.process(record, ETL))
+    again = single_good(pipeline.process(record, ETL))
+    other = single_good(pipeline.process(payload("e=pv&p=web&tv=u"), ETL))
+    assert first.event_id == again.event_id != other.event_id
+    assert first.event_id is not None and first.event_id[14] == "4"  # a version-4 UUID

@@ -1,0 +1,98 @@
+"""The live status of `plowline up`: records in each stream, rates, and each consumer's backlog."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from plowline.config import Settings
+from plowline.observability import get_logger
+from plowline.streams.file_log.stats import LogStats
+
+log = get_logger("status")
+
+
+def _local_path(url: str) -> Path | None:
+    parts = urlsplit(url)
+    return Path(parts.netloc + parts.path) if parts.scheme == "file" else None
+
+
+@dataclass
+class PipelineStatus:
+    """Counts from the file logs; for other transports the broker's own tools tell more."""
+
+    raw: LogStats | None
+    enriched: LogStats | None
+    bad: LogStats | None
+    loaders: Sequence[str]
+    _last: tuple[float, int, int] = field(default=(0.0, 0, 0))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineStatus:
+        def stats(url: str) -> LogStats | None:
+            path = _local_path(url)
+            return LogStats(path) if path is not None else None
+
+        return cls(stats(settings.raw_stream_url()), stats(settings.enriched_stream_url()),
+                   stats(settings.bad_stream_url()), list(settings.storage.loaders))
+
+    def line(self) -> str:
+        now = time.monotonic()
+        raw = self.raw.refresh() if self.raw else 0
+        enriched = self.enriched.refresh() if self.enriched else 0
+        bad = self.bad.refresh() if self.bad else 0
+        then, raw_before, enriched_before = self._last
+        elapsed = now - then if then else 0.0
+        raw_rate = (raw - raw_before) / elapsed if elapsed else 0.0
+        enriched_rate = (enriched - enriched_before) / elapsed if elapsed else 0.0
+        self._last = (now, raw, enriched)
+        parts = [
+            f"raw {raw:,} ({raw_rate:,.0f}/s)",
+            f"enrich lag {self.raw.backlog('enrich'):,}" if self.raw else "",
+            f"enriched {enriched:,} ({enriched_rate:,.0f}/s)",
+            f"bad {bad:,}",
+        ]
+        if self.enriched:
+            parts += [f"{name} lag {self.enriched.backlog(name):,}" for name in self.loaders]
+        return "  ".join(part for part in parts if part)
+
+
+class StatusDisplay:
+    """A live line on a terminal; a structured log line every `log_every_s` otherwise."""
+
+    def __init__(self, status: PipelineStatus, console: Console, log_every_s: float = 30.0) -> None:
+        self.status = status
+        self.console = console
+        self.log_every_s = log_every_s
+        self._live: Live | None = None
+        self._last_log = 0.0
+        self._last_tick = 0.0
+
+    def __enter__(self) -> StatusDisplay:
+        if self.console.is_terminal:
+            self._live = Live(Text(""), console=self.console, refresh_per_second=2, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_tick < 1.0:
+            return
+        self._last_tick = now
+        text = self.status.line()
+        if self._live is not None:
+            self._live.update(Text(text))
+        elif now - self._last_log >= self.log_every_s:
+            self._last_log = now
+            log.info("pipeline status", status=text)
