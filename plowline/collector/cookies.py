@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass
@@ -89,6 +90,12 @@ def decide_identity(
     return Identity(nuid, anonymous, do_not_track, should_bounce, request_cookie is not None)
 
 
+@functools.lru_cache(maxsize=4)
+def _http_date(seconds: int) -> str:
+    # Called for every tracking response with the same second most of the time.
+    return formatdate(seconds, usegmt=True)
+
+
 def cookie_domain(settings: CollectorSettings, origin_header: str | None) -> str | None:
     """The first configured domain equal to, or a dot-suffix of, an Origin host; else the fallback."""
     configured = settings.cookie.domains
@@ -114,7 +121,7 @@ def set_cookie_headers(
         value, expires = "", now_s - lifetime  # expire it: SP-Anonymous clears the identity
     else:
         value, expires = identity.network_user_id, now_s + lifetime
-    attributes = [f"Expires={formatdate(expires, usegmt=True)}", "Path=/"]
+    attributes = [f"Expires={_http_date(int(expires))}", "Path=/"]
     domain = cookie_domain(settings, origin)
     if domain:
         attributes.append(f"Domain={domain}")
