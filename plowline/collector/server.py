@@ -118,6 +118,7 @@ def serve(settings: Settings) -> None:
             access_log=False,
             log_level="warning",
             server_header=False,
+            proxy_headers=False,  # the collector reads X-Forwarded-For itself, as Snowplow's does
             date_header=False,
             timeout_keep_alive=60,
             timeout_graceful_shutdown=10,
