@@ -10,6 +10,8 @@ from plowline.registry import Registry
 from plowline.streams.base import Batch, Sink, Source
 from plowline.streams.file_log import open_file_sink, open_file_source
 from plowline.streams.memory import open_memory_sink, open_memory_source
+from plowline.streams.nats import open_nats_sink, open_nats_source
+from plowline.streams.redis import open_redis_sink, open_redis_source
 
 __all__ = ["SINKS", "SOURCES", "Batch", "Sink", "Source", "open_sink", "open_source"]
 
@@ -19,10 +21,14 @@ SourceOpener = Callable[[str, str], Source]
 SINKS: Registry[SinkOpener] = Registry("stream transport", [
     ("file", open_file_sink),      # file://DIR: segmented append-only log, group-committed fsync
     ("memory", open_memory_sink),  # memory://NAME: in-process, for tests
+    ("nats", open_nats_sink),      # nats://HOST:PORT/STREAM: NATS JetStream, durable pull consumers
+    ("redis", open_redis_sink),    # redis://HOST:PORT/STREAM: Redis Streams, consumer groups
 ])
 SOURCES: Registry[SourceOpener] = Registry("stream transport", [
     ("file", open_file_source),
     ("memory", open_memory_source),
+    ("nats", open_nats_source),
+    ("redis", open_redis_source),
 ])
 
 
