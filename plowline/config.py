@@ -206,7 +206,50 @@ class EnrichSettings(_Section):
         None, description="Directory of Snowplow enrichment JSON configs (default: Plowline's default set)."
     )
     batch_size: int = Field(500, ge=1, le=100_000, description="Raw records per batch.")
-    archive: bool = Field(True, description="In `plowline up`, also write enriched TSV files under DATA_DIR/enriched.")
+
+
+class FilesLoaderSettings(_Section):
+    """The files loader: gzip TSV and bad-row JSON, partitioned by hour."""
+
+    path: str = Field("", description="Local directory or s3://bucket/prefix (default DATA_DIR).")
+    gzip: bool = Field(True, description="Write .tsv.gz / .json.gz files.")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="fsspec options for remote paths, e.g. endpoint_url, key, secret."
+    )
+
+
+class ParquetLoaderSettings(_Section):
+    """The parquet loader: a lake partitioned by date."""
+
+    path: str = Field("", description="Local directory or s3://bucket/prefix (default DATA_DIR/lake).")
+    storage_options: dict[str, str] = Field(default_factory=dict, description="fsspec options for remote paths.")
+
+
+class DuckDBLoaderSettings(_Section):
+    """The embedded warehouse."""
+
+    path: str = Field("", description="DuckDB database file (default DATA_DIR/warehouse.duckdb).")
+
+
+class PostgresLoaderSettings(_Section):
+    """PostgreSQL atomic.events."""
+
+    dsn: str = Field("", description="libpq connection string, e.g. postgresql://user@host:5432/db.")
+    schema_name: str = Field("atomic", description="Schema of the events and bad_rows tables.")
+
+
+class StorageSettings(_Section):
+    """Which loaders run, and each loader's settings."""
+
+    loaders: list[str] = Field(
+        default_factory=lambda: ["files", "duckdb"],
+        description="Loaders that `plowline up` and `plowline load` run: files, parquet, duckdb, postgres.",
+    )
+    batch_size: int = Field(1000, ge=1, le=1_000_000, description="Records per load batch.")
+    files: FilesLoaderSettings = Field(default_factory=FilesLoaderSettings)
+    parquet: ParquetLoaderSettings = Field(default_factory=ParquetLoaderSettings)
+    duckdb: DuckDBLoaderSettings = Field(default_factory=DuckDBLoaderSettings)
+    postgres: PostgresLoaderSettings = Field(default_factory=PostgresLoaderSettings)
 
 
 class Settings(BaseSettings):
@@ -222,6 +265,7 @@ class Settings(BaseSettings):
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,39 +1,53 @@
-"""Running loaders: wire the enriched and bad streams to the configured loaders until told to stop."""
+"""Running loaders: each configured loader consumes the enriched and bad streams as its own group."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Sequence
 
 from plowline.config import Settings
+from plowline.errors import ConfigError, UnknownComponent
 from plowline.observability import get_logger
-from plowline.storage.files import FilesLoader
+from plowline.storage import LOADERS, Kind, Loader, open_loader
 from plowline.storage.loader import run_loader
-from plowline.streams import open_source
+from plowline.streams import Source, open_source
 
 log = get_logger("load")
-CONSUMER_GROUP = "archive"
 
 
-async def serve_archive(settings: Settings) -> None:
-    """Enriched TSV and bad rows into files under DATA_DIR, until SIGINT/SIGTERM."""
-    root = settings.data_dir.resolve()
-    sources = [open_source(settings.enriched_stream_url(), CONSUMER_GROUP),
-               open_source(settings.bad_stream_url(), CONSUMER_GROUP)]
-    sinks = [FilesLoader(root, "enriched"), FilesLoader(root, "bad")]
+def check_loaders(names: Sequence[str]) -> None:
+    """Fail fast, naming the key, on a loader name nobody knows."""
+    for name in names:
+        try:
+            LOADERS.get(name)
+        except UnknownComponent as exc:
+            raise ConfigError("storage.loaders", str(exc), f"use some of: {', '.join(LOADERS.names())}") from None
+
+
+async def serve_loaders(settings: Settings, names: Sequence[str] | None = None) -> None:
+    """Run the loaders until SIGINT/SIGTERM. Each (loader, stream) pair is its own consumer group, so
+    every loader sees every record and keeps its own position."""
+    chosen = list(names or settings.storage.loaders)
+    check_loaders(chosen)
+    streams: dict[Kind, str] = {"enriched": settings.enriched_stream_url(), "bad": settings.bad_stream_url()}
+    pairs: list[tuple[Source, Loader]] = []
+    for name in chosen:
+        for kind, url in streams.items():
+            pairs.append((open_source(url, name), open_loader(name, settings, kind)))
     loop = asyncio.get_running_loop()
-
     closing: list[asyncio.Task[None]] = []
 
     def stop() -> None:
-        closing.extend(loop.create_task(source.close()) for source in sources)
+        closing.extend(loop.create_task(source.close()) for source, _ in pairs)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
-    log.info("archive loader started", root=str(root))
+    log.info("loaders started", loaders=chosen)
     try:
-        await asyncio.gather(*(run_loader(source, sink) for source, sink in zip(sources, sinks, strict=True)))
+        await asyncio.gather(*(run_loader(source, loader, settings.storage.batch_size) for source, loader in pairs))
     finally:
-        for source in sources:
+        for source, loader in pairs:
             await source.close()
-        log.info("archive loader stopped")
+            await loader.close()
+        log.info("loaders stopped", loaders=chosen)

@@ -1,80 +1,500 @@
-"""The `files` loader: enriched TSV and bad-row JSON lines, partitioned by hour, under a local directory.
+"""The `files` loader: enriched TSV and bad-row JSON lines as gzip files partitioned by hour, local or s3://.
 
-Layout (Hive-style, so DuckDB, Spark and pandas read it directly):
-`ROOT/enriched/date=YYYY-MM-DD/hour=HH/part-<writer>.tsv` by the event's collector_tstamp, and
-`ROOT/bad/date=YYYY-MM-DD/hour=HH/part-<writer>.json` by the time the bad row was loaded. Each
-writer process appends to its own part files and fsyncs before a write returns.
+Layout (Hive-style, so DuckDB, Spark and pandas read it directly; names starting with `_` or `.`
+are ignored by those readers):
+
+    ROOT/enriched/date=YYYY-MM-DD/hour=HH/part-<writer>.tsv.gz    by the event's collector_tstamp (UTC)
+    ROOT/bad/date=YYYY-MM-DD/hour=HH/part-<writer>.json.gz        by the time the bad row was loaded
+    <partition>/_index/<writer>.idx                                the dedupe index (see below)
+
+`<writer>` is a random id per opened loader. Each `write` appends ONE complete gzip member per
+partition it touches, so a file is always a valid multi-member gzip stream (zcat, Python's gzip,
+DuckDB's read_csv all read the members as one stream) and never needs rewriting. Durability: on a
+local disk the member is written and fsynced (and every new directory's parent fsynced) before
+`write` returns; an error midway truncates the file back to where the write started. On s3:// (or
+any fsspec URL), objects are immutable: each write uploads a new object per partition,
+`part-<writer>-<seq>.tsv.gz` (seq counts up per writer), and returns once the store acknowledged it.
+With `storage.files.gzip = false` the files are plain `.tsv` / `.json` with the same layout.
+
+Dedupe (redelivery is harmless). The key of an enriched event is (event_id, event_fingerprint), of
+a bad row its bytes; each key is held as a 16-byte BLAKE2b digest. Every write appends to its
+writer's index in the partition one line `<data file size after the write> <hex digest>,…`, after
+the data is durable (local), or uploads `_index/<writer>-<seq>.idx` after the data object (s3).
+Before writing into a partition the loader brings its in-memory key set for that partition up to
+date: on first touch it reads every writer's index, later only what was appended or uploaded
+since; data not yet covered by an index (a writer that died between its data and its index write)
+is read back and its keys taken from the lines themselves. Records whose key is in the set (or
+earlier in the same batch) are skipped. Guarantees that follow:
+
+* Enriched events: exact, for any redelivery however late, across restarts and across writers,
+  because an event always lands in the same partition (its collector_tstamp hour) and that
+  partition's index plus any uncovered data tail hold every key stored there. The one exception
+  is the same event written at the same moment by two writers (a transport that hands an unacked
+  batch to a second consumer while the first is still writing it): both may store it. Keys are
+  per partition: the same event collected twice in different hours (a tracker retrying an hour
+  later, same event_id and fingerprint) is archived twice, as it arrived; the warehouses (duckdb,
+  postgres) key on the pair alone and keep one.
+* Bad rows are partitioned by load time, so a redelivery is recognised when it is loaded in the
+  same or the next UTC hour as the first delivery (the current and previous hour are checked);
+  one redelivered later than that is stored again.
+* Memory: the key sets of the 8 most recently used partitions are kept (about 80 bytes per key);
+  an older partition is read back from its index when a late event reaches it.
+
+Enriched lines that are not events (wrong column count, collector_tstamp that does not parse, no
+event_id) are stored as `loader_parsing_error` bad rows under ROOT/bad, so nothing is lost. The
+lines themselves are otherwise kept as received: this is the archive the analytics SDKs read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
+import hashlib
 import os
+import re
+import stat
 import uuid
-from collections import defaultdict
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from plowline.errors import TransportError
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
-_COLLECTOR_TSTAMP = 3  # zero-based TSV column of collector_tstamp
+from plowline.config import Settings
+from plowline.errors import ConfigError, TransportError
+from plowline.event import FIELD_NAMES
+from plowline.event_format import parse_timestamp
+from plowline.observability import get_logger
+from plowline.storage.base import Kind
+from plowline.storage.rows import EVENT_FINGERPRINT, EVENT_ID, loader_parsing_error, unhandled_failure
+
+__all__ = ["STORE_ERRORS", "FileStore", "FilesLoader", "KeyDigest", "open_files_loader"]
+
+log = get_logger("storage.files")
+
+KeyDigest = bytes  # a 16-byte BLAKE2b digest of a dedupe key
+
+_COLLECTOR_TSTAMP = FIELD_NAMES.index("collector_tstamp")
+_TABS = len(FIELD_NAMES) - 1
+_CACHED_PARTITIONS = 8
+_INDEX_DIR = "_index"
+_GZIP_LEVEL = 6  # zlib's default: 9 costs twice the CPU for ~3% smaller files
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, TimeoutError]
+    with contextlib.suppress(ImportError):  # remote stores raise their clients' errors too
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        errors += [BotoCoreError, ClientError]
+    with contextlib.suppress(ImportError):
+        from aiohttp import ClientError as AiohttpClientError
+
+        errors.append(AiohttpClientError)
+    return tuple(errors)
+
+
+#: What a file store raises when it is unavailable (the write is retried): OSError and the remote
+#: clients' connection and service errors.
+STORE_ERRORS: tuple[type[BaseException], ...] = _store_errors()
+
+
+class FileStore:
+    """A directory tree on a local disk or behind fsspec (s3://…), with durable writes.
+
+    Paths are '/'-separated and relative to the root. Local writes fsync the file and, for every
+    directory they create, its parent; remote writes are single immutable object uploads.
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.local = isinstance(fs, LocalFileSystem)
+        self.root: str = root.rstrip("/") if root != "/" else root
+        self.url = url
+
+    def full(self, path: str) -> str:
+        return f"{self.root}/{path}" if path else self.root
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    def append(self, path: str, data: bytes) -> int:
+        """Append `data` to a local file durably; return the file's size after it. On failure the
+        file is truncated back to its size before, so it never ends in a partial write."""
+        if not self.local:
+            raise TypeError("append needs a local store; remote objects are immutable")
+        target = Path(self.full(path))
+        created = make_dirs(target.parent)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise
+        finally:
+            os.close(fd)
+        if created or start == 0:
+            fsync_dir(target.parent)
+        return start + len(data)
+
+    def put(self, path: str, data: bytes) -> None:
+        """Create a new file holding `data`, all or nothing: locally a hidden temporary file is
+        fsynced and renamed into place (then its directory fsynced); remotely one upload."""
+        if not self.local:
+            self.fs.pipe_file(self.full(path), data)
+            return
+        target = Path(self.full(path))
+        make_dirs(target.parent)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+        os.close(fd)
+        os.replace(temporary, target)
+        fsync_dir(target.parent)
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def sizes(self, path: str) -> dict[str, int]:
+        """Every file under `path` (recursively), as relative path → size; {} if there is none."""
+        base = self.full(path)
+        if self.local:
+            out: dict[str, int] = {}
+            for directory, _, names in os.walk(base):
+                relative = os.path.relpath(directory, base)
+                for name in names:
+                    with contextlib.suppress(FileNotFoundError):
+                        info = os.stat(os.path.join(directory, name))
+                        if stat.S_ISREG(info.st_mode):
+                            out[name if relative == "." else f"{relative}/{name}"] = info.st_size
+            return out
+        self.fs.invalidate_cache(base)
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        prefix = base.rstrip("/") + "/"
+        return {
+            name[len(prefix):]: int(info.get("size") or 0)
+            for name, info in found.items()
+            if name.startswith(prefix) and info.get("type", "file") == "file"
+        }
+
+    def read(self, path: str, start: int = 0) -> bytes:
+        """The bytes of a file from `start`."""
+        if self.local:
+            with open(self.full(path), "rb") as handle:
+                handle.seek(start)
+                return handle.read()
+        data: bytes = self.fs.cat_file(self.full(path), start=start or None)
+        return data
+
+
+def make_dirs(directory: Path) -> bool:
+    """Create `directory` and its missing parents, fsyncing each new one's parent. True if any was made."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir()
+        fsync_dir(path.parent)
+    return bool(missing)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a directory's entries (a new or renamed file) durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+# --- dedupe keys ------------------------------------------------------------------------------------
+
+
+def digest(key: bytes) -> KeyDigest:
+    return hashlib.blake2b(key, digest_size=16).digest()
+
+
+def enriched_key(event_id: bytes | str, fingerprint: bytes | str | None) -> KeyDigest:
+    """The dedupe digest of (event_id, event_fingerprint); a missing fingerprint is ''."""
+    if isinstance(event_id, str):
+        event_id = event_id.encode()
+    if isinstance(fingerprint, str):
+        fingerprint = fingerprint.encode()
+    return digest(event_id + b"\t" + (fingerprint or b""))
+
+
+def _line_key(kind: Kind, line: bytes) -> KeyDigest:
+    if kind == "bad":
+        return digest(line)
+    columns = line.split(b"\t")
+    return enriched_key(columns[EVENT_ID], columns[EVENT_FINGERPRINT])
+
+
+@dataclass(slots=True)
+class _PartitionKeys:
+    """What one partition is known to hold, and how much of its files has been read to know it."""
+
+    keys: set[KeyDigest] = field(default_factory=set)
+    index_read: dict[str, int] = field(default_factory=dict)  # index file → bytes consumed
+    covered: dict[str, int] = field(default_factory=dict)  # data file → bytes whose keys are known
+
+
+def _parse_index(text: bytes) -> tuple[int, list[KeyDigest]]:
+    """One index line `<data size> <hex>,<hex>,…` → (data size, digests)."""
+    size, _, hexes = text.partition(b" ")
+    return int(size), [bytes.fromhex(item.decode()) for item in hexes.split(b",") if item]
+
+
+def _complete_members(data: bytes) -> tuple[bytes, int]:
+    """The decompressed content of the complete gzip members at the start of `data`, and their length."""
+    out: list[bytes] = []
+    view = memoryview(data)
+    position = 0
+    while position < len(data):
+        decompressor = zlib.decompressobj(wbits=31)
+        try:
+            chunk = decompressor.decompress(view[position:])
+        except zlib.error:
+            break
+        if not decompressor.eof:  # a torn member: it was never acknowledged
+            break
+        out.append(chunk)
+        position = len(data) - len(decompressor.unused_data)
+    return b"".join(out), position
+
+
+# --- the loader -------------------------------------------------------------------------------------
 
 
 class FilesLoader:
-    """A Sink of enriched TSV lines (kind "enriched") or bad-row JSON lines (kind "bad")."""
+    """A Loader into hourly gzip files for one kind of record; see the module docstring."""
 
     name: ClassVar[str] = "files"
     max_record_bytes: int = 10_000_000
 
-    def __init__(self, root: Path, kind: str) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        kind: Kind,
+        *,
+        compress: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         if kind not in ("enriched", "bad"):
             raise ValueError(f"kind must be 'enriched' or 'bad', not {kind!r}")
-        self.root = root / kind
-        self.kind = kind
-        self.suffix = ".tsv" if kind == "enriched" else ".json"
+        self.kind: Kind = kind
+        self.store = FileStore(str(root), storage_options)
+        self.compress = compress
         self.writer_id = uuid.uuid4().hex[:12]
+        self._clock = clock
+        self._extension = {"enriched": ".tsv", "bad": ".json"}
+        self._gz = ".gz" if compress else ""
+        self._sequence = 0
+        self._partitions: OrderedDict[str, _PartitionKeys] = OrderedDict()
         self._healthy = True
+        self._lock = asyncio.Lock()
 
-    def _partition(self, record: bytes, now: datetime) -> str:
-        if self.kind == "enriched":
-            fields = record.split(b"\t", _COLLECTOR_TSTAMP + 1)
-            stamp = (
-                fields[_COLLECTOR_TSTAMP].decode("ascii", errors="replace") if len(fields) > _COLLECTOR_TSTAMP else ""
-            )
-            if len(stamp) >= 13:
-                return f"date={stamp[:10]}/hour={stamp[11:13]}"
-        return f"date={now:%Y-%m-%d}/hour={now:%H}"
-
-    def _append(self, records: Sequence[bytes]) -> None:
-        now = datetime.now(UTC)
-        groups: dict[str, list[bytes]] = defaultdict(list)
-        for record in records:
-            groups[self._partition(record, now)].append(record.rstrip(b"\n") + b"\n")
-        for partition, lines in groups.items():
-            directory = self.root / partition
-            directory.mkdir(parents=True, exist_ok=True)
-            path = directory / f"part-{self.writer_id}{self.suffix}"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, b"".join(lines))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    # --- Loader ---------------------------------------------------------------------------------
 
     async def write(self, records: Sequence[bytes]) -> None:
+        """Append the records not stored yet and return once they are durable; see the module docstring."""
         if not records:
             return
-        try:
-            await asyncio.to_thread(self._append, records)
-        except OSError as exc:
-            self._healthy = False
-            raise TransportError(f"writing {self.root} failed: {exc}") from exc
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self._write, [record.rstrip(b"\r\n") for record in records])
+            except STORE_ERRORS as exc:
+                self._healthy = False
+                raise TransportError(f"files {self.kind} write to {self.store.url} failed: {exc}") from exc
         self._healthy = True
 
     def healthy(self) -> bool:
+        """False from a failed write until a write succeeds."""
         return self._healthy
 
     async def close(self) -> None:
-        return None
+        """Nothing stays open between writes: every write that returned is durable."""
+        async with self._lock:
+            self._partitions.clear()
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def _write(self, lines: list[bytes]) -> None:
+        now = self._clock()
+        if self.kind == "bad":
+            self._write_bad(lines, now)
+            return
+        groups: dict[str, list[tuple[KeyDigest, bytes]]] = {}
+        rejected: list[bytes] = []
+        for line in lines:
+            columns = line.split(b"\t")
+            problem = _enriched_problem(line, columns)
+            if problem is not None:
+                rejected.append(problem)
+                continue
+            moment = parse_timestamp(columns[_COLLECTOR_TSTAMP].decode())
+            partition = f"enriched/date={moment:%Y-%m-%d}/hour={moment:%H}"
+            key = enriched_key(columns[EVENT_ID], columns[EVENT_FINGERPRINT])
+            groups.setdefault(partition, []).append((key, line))
+        for partition, items in groups.items():
+            state = self._refresh(partition, "enriched")
+            self._store(partition, "enriched", _fresh(items, state.keys), state)
+        if rejected:
+            log.warning("enriched lines stored as bad rows", root=self.store.url, count=len(rejected))
+            self._write_bad(rejected, now)
+
+    def _write_bad(self, lines: list[bytes], now: datetime) -> None:
+        partition = _bad_partition(now)
+        previous = self._refresh(_bad_partition(now - timedelta(hours=1)), "bad")
+        state = self._refresh(partition, "bad")
+        fresh = _fresh([(digest(line), line) for line in lines], state.keys, previous.keys)
+        self._store(partition, "bad", fresh, state)
+
+    def _store(self, partition: str, kind: Kind, items: list[tuple[KeyDigest, bytes]], state: _PartitionKeys) -> None:
+        if not items:
+            return
+        body = b"".join(line + b"\n" for _, line in items)
+        if self.compress:
+            body = gzip.compress(body, compresslevel=_GZIP_LEVEL, mtime=0)
+        keys = ",".join(key.hex() for key, _ in items)
+        extension = self._extension[kind] + self._gz
+        if self.store.local:
+            data_file = f"part-{self.writer_id}{extension}"
+            size = self.store.append(f"{partition}/{data_file}", body)
+            self.store.append(f"{partition}/{_INDEX_DIR}/{self.writer_id}.idx", f"{size} {keys}\n".encode())
+        else:
+            self._sequence += 1
+            name = f"{self.writer_id}-{self._sequence:08d}"
+            data_file, size = f"part-{name}{extension}", len(body)
+            index = f"{size} {keys}\n".encode()
+            self.store.put(f"{partition}/{data_file}", body)
+            self.store.put(f"{partition}/{_INDEX_DIR}/{name}.idx", index)
+            state.index_read[f"{_INDEX_DIR}/{name}.idx"] = len(index)
+        state.keys.update(key for key, _ in items)
+        state.covered[data_file] = size
+
+    # --- dedupe state ---------------------------------------------------------------------------
+
+    def _refresh(self, partition: str, kind: Kind) -> _PartitionKeys:
+        """The partition's key set, brought up to date with what every writer stored there."""
+        state = self._partitions.pop(partition, None) or _PartitionKeys()
+        self._partitions[partition] = state
+        while len(self._partitions) > _CACHED_PARTITIONS:
+            self._partitions.popitem(last=False)
+        files = self.store.sizes(partition)
+        extension = self._extension[kind] + self._gz
+        for name, size in sorted(files.items()):
+            read = state.index_read.get(name, 0)
+            if not name.startswith(f"{_INDEX_DIR}/") or not name.endswith(".idx") or size <= read:
+                continue
+            # An index line says how much of its data file it covers: locally the writer's one
+            # appended file, remotely the object of the same name.
+            data_file = f"part-{name[len(_INDEX_DIR) + 1 : -len('.idx')]}{extension}"
+            chunk = self.store.read(f"{partition}/{name}", read)
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            for line in complete.splitlines():
+                covered, keys = _parse_index(line)
+                state.keys.update(keys)
+                state.covered[data_file] = max(state.covered.get(data_file, 0), covered)
+            state.index_read[name] = read + len(complete)
+        for name, size in files.items():
+            if "/" in name or not name.startswith("part-") or size <= state.covered.get(name, 0):
+                continue
+            self._read_uncovered(partition, name, kind, state)
+        return state
+
+    def _read_uncovered(self, partition: str, name: str, kind: Kind, state: _PartitionKeys) -> None:
+        """Take the keys of data no index covers (its writer stopped between data and index)."""
+        start = state.covered.get(name, 0)
+        tail = self.store.read(f"{partition}/{name}", start)
+        if name.endswith(".gz"):
+            content, used = _complete_members(tail)
+        else:
+            used = tail.rfind(b"\n") + 1
+            content = tail[:used]
+        keys = [_line_key(kind, line) for line in content.splitlines() if line]
+        state.keys.update(keys)
+        state.covered[name] = start + used
+        if keys:
+            log.info("dedupe keys recovered from unindexed data", file=f"{partition}/{name}", keys=len(keys))
+
+
+def _fresh(items: Iterable[tuple[KeyDigest, bytes]], *known: set[KeyDigest]) -> list[tuple[KeyDigest, bytes]]:
+    """The items whose key is in none of the `known` sets nor earlier in `items`."""
+    seen: set[KeyDigest] = set()
+    out: list[tuple[KeyDigest, bytes]] = []
+    for key, line in items:
+        if key in seen or any(key in keys for keys in known):
+            continue
+        seen.add(key)
+        out.append((key, line))
+    return out
+
+
+def _bad_partition(moment: datetime) -> str:
+    return f"bad/date={moment:%Y-%m-%d}/hour={moment:%H}"
+
+
+_TIMESTAMP_TEXT = re.compile(rb"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}")
+
+
+def _enriched_problem(line: bytes, columns: list[bytes]) -> bytes | None:
+    """A loader_parsing_error bad row if `line` cannot be filed as an event, else None."""
+    if len(columns) == 1:
+        return loader_parsing_error(line, {"type": "NotTSV"})
+    if len(columns) != _TABS + 1:
+        return loader_parsing_error(line, {"type": "FieldNumberMismatch", "fieldCount": len(columns)})
+    if not columns[EVENT_ID]:
+        return loader_parsing_error(line, unhandled_failure("event_id is empty"))
+    stamp = columns[_COLLECTOR_TSTAMP]
+    try:
+        if not _TIMESTAMP_TEXT.match(stamp):
+            raise ValueError("not yyyy-MM-dd HH:mm:ss.SSS")
+        parse_timestamp(stamp.decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        value = stamp.decode("utf-8", errors="replace")
+        failure = {"type": "RowDecodingError", "errors": [
+            {"type": "InvalidValue", "key": "collector_tstamp", "value": value, "message": str(exc)}]}
+        return loader_parsing_error(line, failure)
+    return None
+
+
+def open_files_loader(settings: Settings, kind: Kind) -> FilesLoader:
+    """Open the files loader for `kind` at storage.files.path (default DATA_DIR)."""
+    config = settings.storage.files
+    root = config.path or str(settings.data_dir)
+    try:
+        return FilesLoader(root, kind, compress=config.gzip, storage_options=config.storage_options)
+    except (ValueError, ImportError) as exc:
+        raise ConfigError("storage.files.path", f"{root!r} cannot be opened: {exc}",
+                          "give a local directory or an s3://bucket/prefix URL (with s3fs installed)") from exc

@@ -1,0 +1,1 @@
+"""Storage tests: the loader contract suite and per-loader tests."""
