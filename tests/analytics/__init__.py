@@ -1,0 +1,1 @@
+"""Analytics tests: queries over the warehouse and their output formats."""
