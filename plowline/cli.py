@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -95,7 +96,7 @@ def up(
     enrichments: EnrichmentsOption = None,
     resolver: ResolverOption = None,
 ) -> None:
-    """Run the whole pipeline on this machine: collector, enrich and the enriched archive, on the file log."""
+    """Run the whole pipeline on this machine: collector, enrich and the loaders, on the file log."""
     from plowline.supervisor import ChildSpec, Supervisor, child_environment, plowline_command
 
     enrich = {
@@ -124,9 +125,12 @@ def up(
         ChildSpec(f"enrich-{i}", plowline_command("enrich", "--member", str(i), "--members", str(members)))
         for i in range(members)
     ]
-    if settings.enrich.archive:
-        specs.append(ChildSpec("archive", plowline_command("load")))
-    code = Supervisor(specs, child_environment(settings_to_json(settings))).run()
+    loaders = settings.storage.loaders
+    specs += [ChildSpec(f"load-{name}", plowline_command("load", "--loader", name)) for name in loaders]
+    from plowline.status import PipelineStatus, StatusDisplay
+
+    with StatusDisplay(PipelineStatus.from_settings(settings), err) as display:
+        code = Supervisor(specs, child_environment(settings_to_json(settings))).run(display.tick)
     raise typer.Exit(code)
 
 
@@ -202,15 +206,26 @@ def enrich(
 
 
 @app.command()
-def load(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
-    """Load the enriched and bad streams into the enriched archive (TSV and JSON files under DATA_DIR)."""
+def load(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    loader: Annotated[
+        list[str] | None, typer.Option("--loader", help="Loader to run (repeatable) [default: storage.loaders].")
+    ] = None,
+) -> None:
+    """Load the enriched and bad streams into storage: files, parquet, duckdb, postgres."""
     import asyncio
 
-    from plowline.load_service import serve_archive
+    from plowline.load_service import check_loaders, serve_loaders
 
     settings = _settings(config, data_dir)
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(serve_archive(settings))
+    try:
+        check_loaders(loader or settings.storage.loaders)
+        asyncio.run(serve_loaders(settings, loader))
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration error[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -223,6 +238,126 @@ def collector(
 ) -> None:
     """Run the HTTP collector alone, writing raw records to the configured raw stream."""
     _run_collector(_settings(config, data_dir, host, port, workers))
+
+
+def _when(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        err.print(f"[bold red]{option}[/] must be an ISO 8601 time such as 2026-11-28T09:00:00Z, not {text!r}")
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def replay(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    since: Annotated[str | None, typer.Option("--since", help="Collector time from (ISO 8601, UTC).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Collector time until, exclusive (ISO 8601).")] = None,
+    iglu: IgluOption = None,
+    enrichments: EnrichmentsOption = None,
+    resolver: ResolverOption = None,
+) -> None:
+    """Re-enrich the raw archive for a time range into the enriched and bad streams (loaders dedupe)."""
+    import asyncio
+
+    from plowline.replay import enrich_into_streams, raw_archive_records
+
+    overrides = {"iglu": [str(p) for p in iglu or []], "enrichments": str(enrichments) if enrichments else None,
+                 "resolver": str(resolver) if resolver else None}
+    settings = _settings(config, data_dir, enrich=overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    _check_enrich_config(settings)
+    low, high = _when(since, "--since"), _when(until, "--until")
+    total = sum(1 for _ in raw_archive_records(settings.raw_stream_url(), low, high))
+    records = raw_archive_records(settings.raw_stream_url(), low, high)
+    good, bad = asyncio.run(enrich_into_streams(settings, records, total, "replaying raw archive"))
+    err.print(f"replayed {total} raw records: {good} good events, {bad} bad rows", highlight=False)
+
+
+@app.command()
+def recover(
+    paths: Annotated[list[Path], typer.Argument(help="Bad-row files (JSON lines, .gz too) or directories of them.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    failure_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Only bad rows of this type (repeatable).")
+    ] = None,
+    iglu: IgluOption = None,
+    enrichments: EnrichmentsOption = None,
+    resolver: ResolverOption = None,
+) -> None:
+    """Re-enrich the inputs kept in bad rows (e.g. after adding a missing schema) into the streams."""
+    import asyncio
+
+    from plowline.replay import Unrecoverable, enrich_into_streams, read_bad_rows, recover_record
+
+    overrides = {"iglu": [str(p) for p in iglu or []], "enrichments": str(enrichments) if enrichments else None,
+                 "resolver": str(resolver) if resolver else None}
+    settings = _settings(config, data_dir, enrich=overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    _check_enrich_config(settings)
+    records: list[bytes] = []
+    skipped: dict[str, int] = {}
+    for row in read_bad_rows(paths):
+        kind = str(row.get("schema", "")).split("/")[1] if str(row.get("schema", "")).count("/") >= 3 else "?"
+        if failure_type and kind not in failure_type:
+            continue
+        rebuilt = recover_record(row)
+        if isinstance(rebuilt, Unrecoverable):
+            skipped[rebuilt.reason] = skipped.get(rebuilt.reason, 0) + 1
+        else:
+            records.append(rebuilt)
+    good, bad = asyncio.run(enrich_into_streams(settings, records, len(records), "recovering bad rows"))
+    err.print(f"recovered {len(records)} inputs: {good} good events, {bad} still bad", highlight=False)
+    for reason, count in skipped.items():
+        err.print(f"skipped {count}: {reason}", highlight=False)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="One read-only SQL statement (SELECT, WITH ... SELECT or EXPLAIN).")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="Output: table, csv, json or parquet.")
+    ] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the result to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Query the warehouse (DuckDB in the data dir), also while `plowline up` is loading into it."""
+    import pyarrow.parquet as pq
+
+    from plowline.analytics.query import FORMATS, QueryError, format_result, query_arrow
+
+    if output_format not in FORMATS:
+        err.print(f"[bold red]--format[/] must be one of {', '.join(FORMATS)}, not {output_format!r}")
+        raise typer.Exit(2)
+    settings = _settings(config, data_dir)
+    try:
+        table = query_arrow(settings, sql)
+    except QueryError as exc:
+        err.print(f"[bold red]query failed[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if output_format == "parquet":
+        # Written from the Arrow result itself, so every column keeps its warehouse type.
+        if output is None and sys.stdout.isatty():
+            err.print("[bold red]--format parquet[/] writes binary: give --output FILE or redirect stdout")
+            raise typer.Exit(2)
+        pq.write_table(table, str(output) if output else sys.stdout.buffer)
+        return
+    columns = list(table.column_names)
+    rows = list(zip(*(column.to_pylist() for column in table.columns), strict=True)) if columns else []
+    text = format_result(columns, rows, output_format)
+    assert isinstance(text, str)
+    if output is not None:
+        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 @config_app.command("show")

@@ -41,6 +41,22 @@ class Child:
     exit_codes: list[int] = field(default_factory=list)
 
 
+SUPERVISOR_PID_ENV = "PLOWLINE_SUPERVISOR_PID"
+
+
+def die_with_supervisor() -> None:
+    """In a child: be sent SIGTERM if the supervisor dies (even by kill -9), so no part runs orphaned."""
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV)
+    if not supervisor or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(supervisor):  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def plowline_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "plowline", *args]
 
@@ -54,7 +70,9 @@ class Supervisor:
         self._stopping = False
 
     def _start(self, child: Child) -> None:
-        child.process = subprocess.Popen(list(child.spec.argv), env=self.env)
+        # Each child gets its own process group, so a Ctrl-C at the terminal reaches only the
+        # supervisor, which then stops the children one by one in pipeline order.
+        child.process = subprocess.Popen(list(child.spec.argv), env=self.env, process_group=0)
         child.started_at = time.monotonic()
         log.info("started", child=child.spec.name, pid=child.process.pid, restarts=child.restarts)
 
@@ -124,4 +142,5 @@ def child_environment(settings_json: bytes) -> dict[str, str]:
 
     env = dict(os.environ)
     env[EFFECTIVE_SETTINGS_ENV] = settings_json.decode()
+    env[SUPERVISOR_PID_ENV] = str(os.getpid())
     return env

@@ -1,16 +1,20 @@
 // Sends events to a collector with the official @snowplow/node-tracker, then prints a JSON report.
 //
-//   node node_tracker.mjs <collector-url> <count> [post|get]
+//   node node_tracker.mjs <collector-url> <count> [post|get] [page-url] [referrer]
 //
 // Events cycle through page view, structured event and self-describing event; every event carries
 // a custom context. The report lists what the tracker built for each event (its eid and payload)
 // and what its emitter callbacks said was sent, so the caller can compare with the collector's log.
+// Page views go to `page-url` ("{i}" is replaced by the event's index) with `referrer` as referrer
+// (defaults: http://shop.example/page/{i}?q=a%20b&x=1 and http://ref.example/).
 import { buildPageView, buildSelfDescribingEvent, buildStructEvent, newTracker, version } from '@snowplow/node-tracker';
 
-const [collectorUrl, countArg, methodArg = 'post'] = process.argv.slice(2);
+const [
+  collectorUrl, countArg, methodArg = 'post', pageUrlArg = 'http://shop.example/page/{i}?q=a%20b&x=1', referrer = 'http://ref.example/',
+] = process.argv.slice(2);
 const count = Number.parseInt(countArg ?? '', 10);
 if (!collectorUrl || !Number.isInteger(count) || count < 1 || !['post', 'get'].includes(methodArg)) {
-  console.error('usage: node node_tracker.mjs <collector-url> <count> [post|get]');
+  console.error('usage: node node_tracker.mjs <collector-url> <count> [post|get] [page-url] [referrer]');
   process.exit(2);
 }
 
@@ -35,7 +39,7 @@ for (let i = 0; i < count; i += 1) {
   let builder;
   switch (i % 3) {
     case 0:
-      builder = buildPageView({ pageUrl: `http://shop.example/page/${i}?q=a%20b&x=1`, pageTitle: `Page ${i} – ünïcode`, referrer: 'http://ref.example/' });
+      builder = buildPageView({ pageUrl: pageUrlArg.replaceAll('{i}', String(i)), pageTitle: `Page ${i} – ünïcode`, referrer });
       break;
     case 1:
       builder = buildStructEvent({ category: 'e2e', action: `action-${i}`, label: 'label with spaces & symbols', property: 'prop', value: i + 0.5 });
