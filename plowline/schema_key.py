@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from plowline.errors import PermanentError
 
@@ -49,6 +49,18 @@ class SchemaKey:
     name: str
     format: str
     version: SchemaVer
+    # Keys are dict keys in every cache lookup, several per event: hash once, not per lookup.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.vendor, self.name, self.format, self.version)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[SchemaKey], tuple[str, str, str, SchemaVer]]:
+        # String hashes differ between processes: a pickled key is rebuilt, never given its old hash.
+        return SchemaKey, (self.vendor, self.name, self.format, self.version)
 
     @classmethod
     def parse(cls, uri: str) -> SchemaKey:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from plowline.event import EnrichedEvent
@@ -99,10 +101,11 @@ ATOMIC_FIELD_LIMITS: dict[str, int] = {
 
 def length_violations(event: EnrichedEvent, limits: dict[str, int] = ATOMIC_FIELD_LIMITS) -> list[dict[str, Any]]:
     """Data reports for every string field longer than its limit (no truncation, as enrich 3.x+)."""
+    names, maxima, getter = _limit_plan(limits)
     reports = []
-    for name, limit in limits.items():
-        value = getattr(event, name)
-        if isinstance(value, str) and len(value) > limit:
+    # One C-level attrgetter call fetches every checked field: this runs once per event.
+    for name, limit, value in zip(names, maxima, getter(event), strict=True):
+        if value is not None and type(value) is str and len(value) > limit:
             reports.append({
                 "message": f"Field is longer than maximum allowed size {limit}",
                 "path": name,
@@ -110,3 +113,25 @@ def length_violations(event: EnrichedEvent, limits: dict[str, int] = ATOMIC_FIEL
                 "targets": [],
             })
     return reports
+
+
+#: Per limits dict (treated as immutable once in use): its names, maxima and one getter for all fields.
+_PLANS: dict[int, tuple[dict[str, int], tuple[str, ...], tuple[int, ...], Callable[[Any], tuple[Any, ...]]]] = {}
+
+
+def _limit_plan(
+    limits: dict[str, int],
+) -> tuple[tuple[str, ...], tuple[int, ...], Callable[[Any], tuple[Any, ...]]]:
+    plan = _PLANS.get(id(limits))
+    if plan is None or plan[0] is not limits or len(plan[1]) != len(limits):
+        names = tuple(limits)
+        getter: Callable[[Any], tuple[Any, ...]]
+        if len(names) > 1:
+            getter = attrgetter(*names)
+        else:  # attrgetter of one name returns the value itself, of none it cannot be built
+            getter = (lambda event: (getattr(event, names[0]),)) if names else (lambda event: ())
+        plan = (limits, names, tuple(limits.values()), getter)
+        if len(_PLANS) > 16:
+            _PLANS.clear()
+        _PLANS[id(limits)] = plan
+    return plan[1], plan[2], plan[3]
