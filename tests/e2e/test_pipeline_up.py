@@ -62,7 +62,7 @@ LOADERS_ENV = {"PLOWLINE_STORAGE__LOADERS": '["files"]'}
 
 @dataclass
 class PlowlineUp:
-    """`plowline up` in its own session (so SIGTERM reaches the supervisor and all its children), logging to a file."""
+    """`plowline up` in its own session, logging to a file; its children run in process groups of their own."""
 
     data_dir: Path
     iglu: list[Path]
@@ -112,7 +112,7 @@ class PlowlineUp:
             self.kill()
             raise AssertionError(f"plowline up did not stop within {STOP_TIMEOUT_S}s of SIGTERM:\n{self.log()}") from None
         deadline = time.monotonic() + 5
-        while (left := group_members(self.process.pid)) and time.monotonic() < deadline:
+        while (left := session_members(self.process.pid)) and time.monotonic() < deadline:
             time.sleep(0.05)
         if left:
             self.kill()
@@ -125,10 +125,13 @@ class PlowlineUp:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+        for line in session_members(self.process.pid):  # children, if the kernel's SIGTERM did not end them
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
 
 
-def group_members(pgid: int) -> list[str]:
-    """Live (not zombie) processes of a process group, as "pid command"."""
+def session_members(sid: int) -> list[str]:
+    """Live (not zombie) processes of a session, as "pid command" (children have process groups of their own)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -136,8 +139,8 @@ def group_members(pgid: int) -> list[str]:
         except OSError:
             continue
         command, _, rest = text.rpartition(")")
-        state, _, group = rest.split()[:3]
-        if int(group) == pgid and state != "Z":
+        state, _, _, session = rest.split()[:4]
+        if int(session) == sid and state != "Z":
             found.append(f"{stat.parent.name} {command.partition('(')[2]}")
     return found
 
