@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -41,6 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from benchlib import machine_facts
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -668,16 +669,6 @@ def bench_target(
 
 
 def machine() -> dict[str, Any]:
-    cpu = ""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kb = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kb = int(line.split()[1])
-
     def version(cmd: list[str]) -> str:
         try:
             p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=10)
@@ -687,19 +678,9 @@ def machine() -> dict[str, Any]:
 
     import uvicorn
 
-    import plowline
-
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
-        "ram_gib": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "plowline": plowline.__version__,
-        "uvicorn": uvicorn.__version__,
-        "nginx": version(["nginx", "-v"]),
-        "wrk": version(["wrk", "-v"]),
-    }
+    facts = machine_facts()
+    facts.pop("loadavg_at_start")
+    return {**facts, "uvicorn": uvicorn.__version__, "nginx": version(["nginx", "-v"]), "wrk": version(["wrk", "-v"])}
 
 
 def fs_type(path: Path) -> str:
