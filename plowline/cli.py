@@ -35,7 +35,8 @@ PortOption = Annotated[int | None, typer.Option("--port", help="Collector port [
 HostOption = Annotated[str | None, typer.Option("--host", help="Collector interface [default: 127.0.0.1].")]
 WorkersOption = Annotated[int | None, typer.Option("--workers", help="Collector worker processes [default: 1].", min=1)]
 
-err = Console(stderr=True)
+# soft_wrap: messages (DuckDB's, paths) stay on one line for scripts that read stderr.
+err = Console(stderr=True, soft_wrap=True)
 
 
 IgluOption = Annotated[
@@ -305,6 +306,7 @@ def recover(
     for row in read_bad_rows(paths):
         kind = str(row.get("schema", "")).split("/")[1] if str(row.get("schema", "")).count("/") >= 3 else "?"
         if failure_type and kind not in failure_type:
+            skipped[f"type {kind} not chosen by --type"] = skipped.get(f"type {kind} not chosen by --type", 0) + 1
             continue
         rebuilt = recover_record(row)
         if isinstance(rebuilt, Unrecoverable):

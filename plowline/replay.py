@@ -12,6 +12,7 @@ import binascii
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -35,7 +36,11 @@ class Unrecoverable:
 
 
 def raw_archive_records(raw_url: str, since: datetime | None, until: datetime | None) -> Iterator[bytes]:
-    """Raw records of a file-log archive whose collector time is in [since, until)."""
+    """Raw records of a file-log archive whose collector time is in [since, until).
+
+    A record that does not decode has no time: it is replayed (into a bad row) only by a range with
+    no `since`, so replaying adjacent ranges never produces its bad row twice.
+    """
     parts = urlsplit(raw_url)
     if parts.scheme != "file":
         raise ValueError(f"replay reads the raw archive of a file:// stream, not {raw_url!r}")
@@ -48,7 +53,8 @@ def raw_archive_records(raw_url: str, since: datetime | None, until: datetime | 
         try:
             stamp = CollectorPayload.from_thrift(record).timestamp
         except PayloadDecodeError:
-            yield record  # undecodable: enrich makes it a bad row, whatever its time
+            if low is None:
+                yield record
             continue
         if (low is None or stamp >= low) and (high is None or stamp < high):
             yield record
@@ -124,11 +130,17 @@ def recover_record(row: dict[str, Any]) -> bytes | Unrecoverable:
 
 
 def read_bad_rows(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
-    """Bad rows from JSON-lines files (plain or .gz) or directories of them."""
+    """Bad rows from JSON-lines files (plain or .gz) or directories of them.
+
+    In a directory, names starting with `_` or `.` are skipped, as Hive-style readers do: the files
+    loader keeps its dedupe index in `<partition>/_index/`."""
     import gzip
 
+    def data_file(file: Path, root: Path) -> bool:
+        return file.is_file() and not any(part.startswith(("_", ".")) for part in file.relative_to(root).parts)
+
     for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files = sorted(p for p in path.rglob("*") if data_file(p, path)) if path.is_dir() else [path]
         for file in files:
             opener = gzip.open if file.suffix == ".gz" else open
             with opener(file, "rb") as handle:
@@ -141,6 +153,7 @@ async def enrich_into_streams(
     settings: Settings, records: Iterable[bytes], total: int | None, label: str
 ) -> tuple[int, int]:
     """Enrich records into the configured enriched and bad streams, with a progress bar; (good, bad)."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from plowline.enrich.service import build_pipeline
@@ -152,10 +165,11 @@ async def enrich_into_streams(
     good = bad = 0
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
-        with Progress(*columns, transient=False) as progress:
+        # On stderr, beside the summary line: stdout stays free for the caller.
+        with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
             task = progress.add_task(label, total=total)
             batch: list[bytes] = []
-            for record in [*records, None]:
+            for record in chain(records, [None]):
                 if record is not None:
                     batch.append(record)
                 if batch and (record is None or len(batch) >= settings.enrich.batch_size):
