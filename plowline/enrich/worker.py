@@ -82,11 +82,24 @@ async def run_worker(
     max_wait_s: float = 0.1,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Consume until `should_stop()`; each batch is acked only once its good and bad output is durable."""
-    async for batch in source.batches(max_records, max_wait_s):
-        await handle_batch(batch, source, good_sink, bad_sink, pipeline, metrics)
-        if should_stop():
-            break
+    """Consume until `should_stop()`; each batch is acked only once its good and bad output is durable.
+
+    A raw stream that cannot be read (a broker restarting) is read again with backoff.
+    """
+    failures = 0
+    while True:
+        try:
+            async for batch in source.batches(max_records, max_wait_s):
+                failures = 0
+                await handle_batch(batch, source, good_sink, bad_sink, pipeline, metrics)
+                if should_stop():
+                    return
+            return
+        except TransientError as exc:
+            delay = RETRY_BACKOFF_S[min(failures, len(RETRY_BACKOFF_S) - 1)]
+            failures += 1
+            log.warning("reading the raw stream failed; retrying", error=str(exc), attempt=failures, in_s=delay)
+            await asyncio.sleep(delay)
 
 
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -145,7 +158,11 @@ async def handle_batch(
             attempt = await _back_off(attempt, exc, metrics)
         finally:
             pipeline.unavailable_as_failure = False
-    await source.ack(batch)
+    try:
+        await source.ack(batch)
+    except TransientError as exc:
+        # Its output is durable; unacked, the batch is delivered again and loaders store each event once.
+        log.warning("ack failed; the batch will be delivered again", error=str(exc))
     metrics.observe(
         records=len(batch.records), events=serialized.events_in, good=len(serialized.good),
         bad=len(serialized.bad), dropped=serialized.dropped, seconds=time.perf_counter() - started,
