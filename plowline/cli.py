@@ -75,6 +75,18 @@ def _settings(
         raise typer.Exit(2) from None
 
 
+def _enrich_overrides(
+    iglu: list[Path] | None, enrichments: Path | None, resolver: Path | None, workers: int | None = None
+) -> dict[str, Any]:
+    """The enrich settings that command-line options set (None: not given)."""
+    return {
+        "workers": workers,
+        "iglu": [str(p) for p in iglu or []],
+        "enrichments": str(enrichments) if enrichments else None,
+        "resolver": str(resolver) if resolver else None,
+    }
+
+
 def _run_collector(settings: Settings) -> None:
     from plowline.collector.server import serve
 
@@ -100,12 +112,7 @@ def up(
     """Run the whole pipeline on this machine: collector, enrich and the loaders, on the file log."""
     from plowline.supervisor import ChildSpec, Supervisor, child_environment, plowline_command
 
-    enrich = {
-        "workers": enrich_workers,
-        "iglu": [str(p) for p in iglu or []],
-        "enrichments": str(enrichments) if enrichments else None,
-        "resolver": str(resolver) if resolver else None,
-    }
+    enrich = _enrich_overrides(iglu, enrichments, resolver, enrich_workers)
     settings = _settings(config, data_dir, host, port, workers, enrich)
     configure_logging(settings.log_level, settings.log_format)
     _check_enrich_config(settings)
@@ -169,13 +176,7 @@ def enrich(
 
     from plowline.enrich import service
 
-    overrides = {
-        "workers": workers,
-        "iglu": [str(p) for p in iglu or []],
-        "enrichments": str(enrichments) if enrichments else None,
-        "resolver": str(resolver) if resolver else None,
-    }
-    settings = _settings(config, data_dir, enrich=overrides)
+    settings = _settings(config, data_dir, enrich=_enrich_overrides(iglu, enrichments, resolver, workers))
     configure_logging(settings.log_level, settings.log_format)
     if once:
         if output_format not in ("tsv", "json"):
@@ -267,9 +268,7 @@ def replay(
 
     from plowline.replay import enrich_into_streams, raw_archive_records
 
-    overrides = {"iglu": [str(p) for p in iglu or []], "enrichments": str(enrichments) if enrichments else None,
-                 "resolver": str(resolver) if resolver else None}
-    settings = _settings(config, data_dir, enrich=overrides)
+    settings = _settings(config, data_dir, enrich=_enrich_overrides(iglu, enrichments, resolver))
     configure_logging(settings.log_level, settings.log_format)
     _check_enrich_config(settings)
     low, high = _when(since, "--since"), _when(until, "--until")
@@ -296,19 +295,19 @@ def recover(
 
     from plowline.replay import Unrecoverable, enrich_into_streams, read_bad_rows, recover_record
 
-    overrides = {"iglu": [str(p) for p in iglu or []], "enrichments": str(enrichments) if enrichments else None,
-                 "resolver": str(resolver) if resolver else None}
-    settings = _settings(config, data_dir, enrich=overrides)
+    settings = _settings(config, data_dir, enrich=_enrich_overrides(iglu, enrichments, resolver))
     configure_logging(settings.log_level, settings.log_format)
     _check_enrich_config(settings)
     records: list[bytes] = []
     skipped: dict[str, int] = {}
     for row in read_bad_rows(paths):
-        kind = str(row.get("schema", "")).split("/")[1] if str(row.get("schema", "")).count("/") >= 3 else "?"
-        if failure_type and kind not in failure_type:
-            skipped[f"type {kind} not chosen by --type"] = skipped.get(f"type {kind} not chosen by --type", 0) + 1
-            continue
-        rebuilt = recover_record(row)
+        schema = str(row.get("schema", ""))
+        kind = schema.split("/")[1] if schema.count("/") >= 3 else "?"
+        rebuilt = (
+            Unrecoverable(schema, f"type {kind} not chosen by --type")
+            if failure_type and kind not in failure_type
+            else recover_record(row)
+        )
         if isinstance(rebuilt, Unrecoverable):
             skipped[rebuilt.reason] = skipped.get(rebuilt.reason, 0) + 1
         else:
