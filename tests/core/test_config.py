@@ -99,7 +99,7 @@ def test_cli_config_show_and_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [[], ["up"], ["collector"], ["enrich"], ["load"], ["replay"], ["recover"],
-                                     ["config"], ["config", "show"], ["config", "docs"]])
+                                     ["query"], ["send"], ["pixel"], ["config"], ["config", "show"], ["config", "docs"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", "plowline", *command, "--help"], capture_output=True, check=True)
     assert b"Usage" in result.stdout
