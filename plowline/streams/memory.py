@@ -6,11 +6,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from plowline.errors import ConfigError, TransportError
 from plowline.streams.base import Batch
 from plowline.streams.members import MEMBER_PARAMS, Membership, parse_membership
+from plowline.streams.url_params import UrlParams, check_records
 
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
@@ -66,16 +67,6 @@ def _check_types(records: Sequence[bytes]) -> None:
             raise ValueError(f"records must be bytes, got {type(record).__name__}")
 
 
-def _check_records(records: Sequence[bytes], max_record_bytes: int) -> None:
-    """Raise ValueError for a record no transport accepts: empty, not bytes, or over the size limit."""
-    _check_types(records)
-    for record in records:
-        size = len(record)
-        if size == 0:
-            raise ValueError("empty records are not accepted")
-        if size > max_record_bytes:
-            raise ValueError(f"record of {size} bytes exceeds max_record_bytes={max_record_bytes}")
-
 
 _URL_PARAMS = frozenset({"max_record_bytes"}) | MEMBER_PARAMS
 
@@ -87,21 +78,9 @@ def _parse_url(url: str) -> tuple[str, int, Membership]:
     name = parts.netloc + parts.path
     if not name:
         raise ConfigError("stream url", f"{url!r} names no stream", "use memory://NAME")
-    params = parse_qs(parts.query, keep_blank_values=True)
-    unknown = set(params) - _URL_PARAMS
-    if unknown:
-        raise ConfigError(
-            "stream url",
-            f"unknown parameter(s) {', '.join(sorted(unknown))} in {url!r}",
-            f"use only {', '.join(sorted(_URL_PARAMS))}",
-        )
-    max_record_bytes = DEFAULT_MAX_RECORD_BYTES
-    if "max_record_bytes" in params:
-        raw = params["max_record_bytes"][-1]
-        if not raw.isdigit() or int(raw) < 1:
-            raise ConfigError("stream url", f"max_record_bytes={raw!r} in {url!r}", "use a positive integer")
-        max_record_bytes = int(raw)
-    return name, max_record_bytes, parse_membership(params, url)
+    params = UrlParams(url, parts.query, _URL_PARAMS)
+    max_record_bytes = params.integer_or("max_record_bytes", DEFAULT_MAX_RECORD_BYTES, 1, 1 << 62)
+    return name, max_record_bytes, parse_membership(params.values, url)
 
 
 class MemorySink:
@@ -115,7 +94,7 @@ class MemorySink:
     async def write(self, records: Sequence[bytes]) -> None:
         if self._closed:
             raise RuntimeError(f"memory sink {self.name!r} is closed")
-        _check_records(records, self.max_record_bytes)
+        check_records(records, self.max_record_bytes)
         if not records:
             return
         stream = _stream(self.name)
@@ -242,7 +221,7 @@ class RecordingSink:
         self.calls.append(call)
         if self.closed:
             raise RuntimeError("RecordingSink is closed")
-        _check_records(records, self.max_record_bytes)
+        check_records(records, self.max_record_bytes)
         if self._failures:
             raise self._failures.pop(0)
         self.writes.append(call)

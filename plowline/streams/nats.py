@@ -65,7 +65,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import nats.errors
 import nats.js.errors
@@ -79,6 +79,7 @@ from nats.js import api
 from plowline.errors import ConfigError, PlowlineError, TransportError
 from plowline.streams.base import Batch
 from plowline.streams.members import MEMBER_PARAMS, parse_membership
+from plowline.streams.url_params import UrlParams, check_records
 
 __all__ = [
     "DEFAULT_ACK_WAIT_S",
@@ -187,61 +188,23 @@ def parse_url(url: str) -> NatsUrl:
             f"stream {stream!r} in {url!r} is not a JetStream stream name",
             "name the stream after the host, with letters, digits, '-' and '_' only, e.g. nats://HOST:4222/plowline-raw",
         )
-    params = parse_qs(parts.query, keep_blank_values=True)
-    unknown = set(params) - _URL_PARAMS
-    if unknown:
-        raise ConfigError(
-            "stream url",
-            f"unknown parameter(s) {', '.join(sorted(unknown))} in {url!r}",
-            f"use only {', '.join(sorted(_URL_PARAMS))}",
-        )
+    params = UrlParams(url, parts.query, _URL_PARAMS)
 
-    def integer(key: str, minimum: int, maximum: int) -> int | None:
-        if key not in params:
-            return None
-        raw = params[key][-1]
-        if not raw.isdigit() or not minimum <= int(raw) <= maximum:
-            raise ConfigError("stream url", f"{key}={raw!r} in {url!r}", f"use an integer in [{minimum}, {maximum}]")
-        return int(raw)
-
-    def seconds(key: str, default: float, minimum: float, maximum: float) -> float:
-        if key not in params:
-            return default
-        raw = params[key][-1]
-        try:
-            value = float(raw)
-        except ValueError:
-            value = float("nan")
-        if not minimum <= value <= maximum:  # also False for nan
-            raise ConfigError("stream url", f"{key}={raw!r} in {url!r}", f"use seconds in [{minimum:g}, {maximum:g}]")
-        return value
-
-    parse_membership(params, url)  # validated so a typo fails here too, then ignored: groups share natively
+    parse_membership(params.values, url)  # validated so a typo fails here too, then ignored: groups share natively
     return NatsUrl(
         servers=tuple(servers),
         hosts=tuple(hosts),
         stream=stream,
-        max_age_s=seconds("max_age_s", 0.0, 0.0, 100 * 365 * 86_400.0),
-        max_bytes=integer("max_bytes", 1, 1 << 62),
-        replicas=integer("replicas", 1, 5) or 1,
-        max_record_bytes=integer("max_record_bytes", 1, 1 << 30),
-        timeout_s=seconds("timeout_s", DEFAULT_TIMEOUT_S, 0.1, 3_600.0),
-        max_in_flight=integer("max_in_flight", 1, 1_000_000) or DEFAULT_MAX_IN_FLIGHT,
-        ack_wait_s=seconds("ack_wait_s", DEFAULT_ACK_WAIT_S, 0.1, 86_400.0),
-        max_ack_pending=integer("max_ack_pending", 1, 1 << 31) or DEFAULT_MAX_ACK_PENDING,
+        max_age_s=params.seconds("max_age_s", 0.0, 0.0, 100 * 365 * 86_400.0),
+        max_bytes=params.integer("max_bytes", 1, 1 << 62),
+        replicas=params.integer("replicas", 1, 5) or 1,
+        max_record_bytes=params.integer("max_record_bytes", 1, 1 << 30),
+        timeout_s=params.seconds("timeout_s", DEFAULT_TIMEOUT_S, 0.1, 3_600.0),
+        max_in_flight=params.integer("max_in_flight", 1, 1_000_000) or DEFAULT_MAX_IN_FLIGHT,
+        ack_wait_s=params.seconds("ack_wait_s", DEFAULT_ACK_WAIT_S, 0.1, 86_400.0),
+        max_ack_pending=params.integer("max_ack_pending", 1, 1 << 31) or DEFAULT_MAX_ACK_PENDING,
     )
 
-
-def _check_records(records: Sequence[bytes], max_record_bytes: int) -> None:
-    """Raise ValueError for a record no transport accepts: not bytes, empty, or over the size limit."""
-    for record in records:
-        if not isinstance(record, bytes | bytearray | memoryview):
-            raise ValueError(f"records must be bytes, got {type(record).__name__}")
-        size = len(record)
-        if size == 0:
-            raise ValueError("empty records are not accepted")
-        if size > max_record_bytes:
-            raise ValueError(f"record of {size} bytes exceeds max_record_bytes={max_record_bytes}")
 
 
 def _status(msg: Msg) -> str | None:
@@ -460,13 +423,13 @@ class NatsSink:
         if self._closed:
             raise RuntimeError(f"nats sink {self.stream!r} is closed")
         # Sizes are checked once connected, against the server's limit; types and emptiness at once.
-        _check_records(records, self.max_record_bytes if self._conn.client is not None else _NO_SIZE_LIMIT)
+        check_records(records, self.max_record_bytes if self._conn.client is not None else _NO_SIZE_LIMIT)
         if not records:
             return
         try:
             nc = await self._conn.get()
             self.max_record_bytes = min(self.url.max_record_bytes or nc.max_payload, nc.max_payload)
-            _check_records(records, self.max_record_bytes)
+            check_records(records, self.max_record_bytes)
             if not self._stream_ready:
                 await _ensure_stream(nc, self.url)
                 self._stream_ready = True

@@ -74,7 +74,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from redis.asyncio import Redis
@@ -86,6 +86,7 @@ from redis.typing import StreamIdT
 from plowline.errors import ConfigError, PlowlineError, TransportError
 from plowline.streams.base import Batch
 from plowline.streams.members import MEMBER_PARAMS, parse_membership
+from plowline.streams.url_params import UrlParams, check_records
 
 __all__ = [
     "DEFAULT_CLAIM_IDLE_S",
@@ -197,53 +198,27 @@ def parse_url(url: str) -> RedisUrl:
             f"stream {stream!r} in {url!r} looks like a database number",
             "name the stream (e.g. redis://HOST:PORT/plowline:raw) and give the database as ?db=N",
         )
-    params = parse_qs(parts.query, keep_blank_values=True)
-    unknown = set(params) - _URL_PARAMS
-    if unknown:
-        raise ConfigError(
-            "stream url",
-            f"unknown parameter(s) {', '.join(sorted(unknown))} in {url!r}",
-            f"use only {', '.join(sorted(_URL_PARAMS))}",
-        )
+    params = UrlParams(url, parts.query, _URL_PARAMS)
 
-    def integer(key: str, minimum: int, maximum: int) -> int | None:
-        if key not in params:
-            return None
-        raw = params[key][-1]
-        if not raw.isdigit() or not minimum <= int(raw) <= maximum:
-            raise ConfigError("stream url", f"{key}={raw!r} in {url!r}", f"use an integer in [{minimum}, {maximum}]")
-        return int(raw)
-
-    claim_idle_s = DEFAULT_CLAIM_IDLE_S
-    if "claim_idle_s" in params:
-        raw = params["claim_idle_s"][-1]
-        try:
-            claim_idle_s = float(raw)
-        except ValueError:
-            claim_idle_s = -1.0
-        if not _MIN_CLAIM_IDLE_S <= claim_idle_s <= _MAX_CLAIM_IDLE_S:
-            raise ConfigError(
-                "stream url",
-                f"claim_idle_s={raw!r} in {url!r}",
-                f"use seconds in [{_MIN_CLAIM_IDLE_S}, {_MAX_CLAIM_IDLE_S:.0f}], above the longest batch processing",
-            )
+    hint = ", above the longest batch processing"
+    claim_idle_s = params.seconds("claim_idle_s", DEFAULT_CLAIM_IDLE_S, _MIN_CLAIM_IDLE_S, _MAX_CLAIM_IDLE_S, hint)
     wait_aof: WaitAof = "auto"
-    if "wait_aof" in params:
-        raw = params["wait_aof"][-1]
+    raw = params.raw("wait_aof")
+    if raw is not None:
         choices: dict[str, WaitAof] = {"auto": "auto", "1": "on", "0": "off"}
         if raw not in choices:
             raise ConfigError("stream url", f"wait_aof={raw!r} in {url!r}", "use wait_aof=auto, 1 or 0")
         wait_aof = choices[raw]
-    parse_membership(params, url)  # validated so a typo fails here too, then ignored: groups share natively
+    parse_membership(params.values, url)  # validated so a typo fails here too, then ignored: groups share natively
     return RedisUrl(
         host=host,
         port=port,
-        db=integer("db", 0, 1 << 16) or 0,
+        db=params.integer("db", 0, 1 << 16) or 0,
         stream=stream,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
-        max_record_bytes=integer("max_record_bytes", 1, _MAX_RECORD_BYTES_LIMIT) or DEFAULT_MAX_RECORD_BYTES,
-        maxlen=integer("maxlen", 1, 1 << 62),
+        max_record_bytes=params.integer("max_record_bytes", 1, _MAX_RECORD_BYTES_LIMIT) or DEFAULT_MAX_RECORD_BYTES,
+        maxlen=params.integer("maxlen", 1, 1 << 62),
         wait_aof=wait_aof,
         claim_idle_s=claim_idle_s,
     )
@@ -273,17 +248,6 @@ def _translate(exc: Exception, doing: str, url: RedisUrl) -> PlowlineError:
         return ConfigError("stream url", f"key {url.stream!r} of {where} is not a stream", "name another stream key")
     return TransportError(f"{doing} {where} failed: {exc!r}")
 
-
-def _check_records(records: Sequence[bytes], max_record_bytes: int) -> None:
-    """Raise ValueError for a record no transport accepts: not bytes, empty, or over the size limit."""
-    for record in records:
-        if not isinstance(record, bytes | bytearray | memoryview):
-            raise ValueError(f"records must be bytes, got {type(record).__name__}")
-        size = len(record)
-        if size == 0:
-            raise ValueError("empty records are not accepted")
-        if size > max_record_bytes:
-            raise ValueError(f"record of {size} bytes exceeds max_record_bytes={max_record_bytes}")
 
 
 class RedisSink:
@@ -317,7 +281,7 @@ class RedisSink:
         """
         if self._closed:
             raise RuntimeError(f"redis sink {self.stream!r} is closed")
-        _check_records(records, self.max_record_bytes)
+        check_records(records, self.max_record_bytes)
         if not records:
             return
         try:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from plowline.errors import ConfigError
 from plowline.streams.file_log.framing import DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_BYTES, MAX_FRAME_PAYLOAD
 from plowline.streams.members import MEMBER_PARAMS, Membership, parse_membership
+from plowline.streams.url_params import UrlParams
 
 __all__ = ["FileUrl", "parse_url"]
 
@@ -36,27 +37,12 @@ def parse_url(url: str) -> FileUrl:
     raw_path = parts.netloc + parts.path
     if not raw_path:
         raise ConfigError("stream url", f"{url!r} names no directory", "use file:///abs/dir or file://rel/dir")
-    params = parse_qs(parts.query, keep_blank_values=True)
-    unknown = set(params) - _URL_PARAMS
-    if unknown:
-        raise ConfigError(
-            "stream url",
-            f"unknown parameter(s) {', '.join(sorted(unknown))} in {url!r}",
-            f"use only {', '.join(sorted(_URL_PARAMS))}",
-        )
-
-    def number(key: str, default: int, minimum: int, maximum: int) -> int:
-        if key not in params:
-            return default
-        raw = params[key][-1]
-        if not raw.isdigit() or not minimum <= int(raw) <= maximum:
-            raise ConfigError("stream url", f"{key}={raw!r} in {url!r}", f"use an integer in [{minimum}, {maximum}]")
-        return int(raw)
+    params = UrlParams(url, parts.query, _URL_PARAMS)
 
     return FileUrl(
         path=Path(raw_path),
-        segment_bytes=number("segment_bytes", DEFAULT_SEGMENT_BYTES, 1, 1 << 62),
-        linger_ms=number("linger_ms", 0, 0, 60_000),
-        max_record_bytes=number("max_record_bytes", DEFAULT_MAX_RECORD_BYTES, 1, MAX_FRAME_PAYLOAD),
-        membership=parse_membership(params, url),
+        segment_bytes=params.integer_or("segment_bytes", DEFAULT_SEGMENT_BYTES, 1, 1 << 62),
+        linger_ms=params.integer_or("linger_ms", 0, 0, 60_000),
+        max_record_bytes=params.integer_or("max_record_bytes", DEFAULT_MAX_RECORD_BYTES, 1, MAX_FRAME_PAYLOAD),
+        membership=parse_membership(params.values, url),
     )
