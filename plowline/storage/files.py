@@ -61,7 +61,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -294,8 +294,52 @@ def _complete_members(data: bytes) -> tuple[bytes, int]:
 
 # --- the loader -------------------------------------------------------------------------------------
 
+PartitionState = TypeVar("PartitionState")
 
-class FilesLoader:
+
+class StoreLoader(Generic[PartitionState]):
+    """What the files and parquet loaders share: one write at a time, run in a thread so the event loop
+    stays free, and health from the last write. A subclass sets `kind`, `store`, `_partitions` (the keys
+    known per partition, least recently used first) and implements `_write`."""
+
+    name: ClassVar[str]
+    kind: Kind
+    store: FileStore
+    _partitions: OrderedDict[str, PartitionState]
+
+    def __init__(self) -> None:
+        self._healthy = True
+        self._lock = asyncio.Lock()
+
+    async def write(self, records: Sequence[bytes]) -> None:
+        """Store the records not stored yet and return once they are durable; see the module docstring."""
+        if not records:
+            return
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self._write, self._prepare(records))
+            except STORE_ERRORS as exc:
+                self._healthy = False
+                raise TransportError(f"{self.name} {self.kind} write to {self.store.url} failed: {exc}") from exc
+        self._healthy = True
+
+    def healthy(self) -> bool:
+        """False from a failed write until a write succeeds."""
+        return self._healthy
+
+    async def close(self) -> None:
+        """Nothing stays open between writes: every write that returned is durable."""
+        async with self._lock:
+            self._partitions.clear()
+
+    def _prepare(self, records: Sequence[bytes]) -> list[bytes]:
+        return list(records)
+
+    def _write(self, records: list[bytes]) -> None:
+        raise NotImplementedError
+
+
+class FilesLoader(StoreLoader[_PartitionKeys]):
     """A Loader into hourly gzip files for one kind of record; see the module docstring."""
 
     name: ClassVar[str] = "files"
@@ -312,6 +356,7 @@ class FilesLoader:
     ) -> None:
         if kind not in ("enriched", "bad"):
             raise ValueError(f"kind must be 'enriched' or 'bad', not {kind!r}")
+        super().__init__()
         self.kind: Kind = kind
         self.store = FileStore(str(root), storage_options)
         self.compress = compress
@@ -321,33 +366,11 @@ class FilesLoader:
         self._gz = ".gz" if compress else ""
         self._sequence = 0
         self._partitions: OrderedDict[str, _PartitionKeys] = OrderedDict()
-        self._healthy = True
-        self._lock = asyncio.Lock()
-
-    # --- Loader ---------------------------------------------------------------------------------
-
-    async def write(self, records: Sequence[bytes]) -> None:
-        """Append the records not stored yet and return once they are durable; see the module docstring."""
-        if not records:
-            return
-        async with self._lock:
-            try:
-                await asyncio.to_thread(self._write, [record.rstrip(b"\r\n") for record in records])
-            except STORE_ERRORS as exc:
-                self._healthy = False
-                raise TransportError(f"files {self.kind} write to {self.store.url} failed: {exc}") from exc
-        self._healthy = True
-
-    def healthy(self) -> bool:
-        """False from a failed write until a write succeeds."""
-        return self._healthy
-
-    async def close(self) -> None:
-        """Nothing stays open between writes: every write that returned is durable."""
-        async with self._lock:
-            self._partitions.clear()
 
     # --- writing --------------------------------------------------------------------------------
+
+    def _prepare(self, records: Sequence[bytes]) -> list[bytes]:
+        return [record.rstrip(b"\r\n") for record in records]
 
     def _write(self, lines: list[bytes]) -> None:
         now = self._clock()

@@ -42,7 +42,6 @@ Enriched lines that are not events, or whose values do not fit their column, bec
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import os
@@ -62,12 +61,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from plowline.config import Settings
-from plowline.errors import ConfigError, TransportError
+from plowline.errors import ConfigError
 from plowline.event import FIELD_KINDS, FIELD_NAMES, FieldKind
 from plowline.event_format import parse_contexts, parse_unstruct
 from plowline.observability import get_logger
 from plowline.storage.base import Kind
-from plowline.storage.files import STORE_ERRORS, FileStore, KeyDigest, enriched_key
+from plowline.storage.files import FileStore, KeyDigest, StoreLoader, enriched_key
 from plowline.storage.rows import (
     ENRICHED_COLUMNS,
     JSON_COLUMNS,
@@ -271,7 +270,7 @@ class _PartitionKeys:
     files: set[str] = field(default_factory=set)  # files whose keys are in `keys`
 
 
-class ParquetLoader:
+class ParquetLoader(StoreLoader[_PartitionKeys]):
     """A Loader into the Parquet lake for one kind of record; see the module docstring."""
 
     name: ClassVar[str] = "parquet"
@@ -287,35 +286,13 @@ class ParquetLoader:
     ) -> None:
         if kind not in ("enriched", "bad"):
             raise ValueError(f"kind must be 'enriched' or 'bad', not {kind!r}")
+        super().__init__()
         self.kind: Kind = kind
         self.store = FileStore(str(root), storage_options)
         self.writer_id = uuid.uuid4().hex[:12]
         self._clock = clock
         self._sequence = 0
         self._partitions: OrderedDict[str, _PartitionKeys] = OrderedDict()
-        self._healthy = True
-        self._lock = asyncio.Lock()
-
-    async def write(self, records: Sequence[bytes]) -> None:
-        """Add the rows not stored yet as new Parquet files; return once they are durable."""
-        if not records:
-            return
-        async with self._lock:
-            try:
-                await asyncio.to_thread(self._write, list(records))
-            except STORE_ERRORS as exc:
-                self._healthy = False
-                raise TransportError(f"parquet {self.kind} write to {self.store.url} failed: {exc}") from exc
-        self._healthy = True
-
-    def healthy(self) -> bool:
-        """False from a failed write until a write succeeds."""
-        return self._healthy
-
-    async def close(self) -> None:
-        """Nothing stays open between writes: every write that returned is durable."""
-        async with self._lock:
-            self._partitions.clear()
 
     # --- writing --------------------------------------------------------------------------------
 
