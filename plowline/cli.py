@@ -25,6 +25,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+models_app = typer.Typer(
+    help="The analytics data models: derived.page_views, derived.sessions and derived.users.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 ConfigOption = Annotated[
     Path | None,
@@ -87,12 +91,31 @@ def _enrich_overrides(
     }
 
 
-def _run_collector(settings: Settings) -> None:
+def _run_collector(settings: Settings, dashboard: bool = False) -> None:
     from plowline.collector.server import serve
 
     configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    serve(settings)
+    if not dashboard and settings.dashboard.enabled:
+        settings = settings.model_copy(update={"dashboard": settings.dashboard.model_copy(update={"enabled": False})})
+    from plowline.web import FACTORY, serves_web
+
+    if not serves_web(settings):
+        serve(settings)
+        return
+    _check_web(settings, settings.collector.host)
+    serve(settings, FACTORY)
+
+
+def _check_web(settings: Settings, host: str) -> None:
+    """Build the dashboard app once so a missing token (listening beyond loopback) fails before start."""
+    from plowline.analytics.dashboard import create_dashboard_app
+
+    try:
+        create_dashboard_app(settings, host=host)
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration error[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -116,25 +139,36 @@ def up(
     settings = _settings(config, data_dir, host, port, workers, enrich)
     configure_logging(settings.log_level, settings.log_format)
     _check_enrich_config(settings)
+    if settings.dashboard.enabled or settings.micro.enabled:
+        _check_web(settings, settings.collector.host)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     err.print(
         f"[bold green]plowline {__version__}[/] collector on "
         f"http://{settings.collector.host}:{settings.collector.port}  data in {settings.data_dir.resolve()}",
         highlight=False,
     )
+    if settings.dashboard.enabled:
+        err.print(f"dashboard on http://{settings.collector.host}:{settings.collector.port}/dashboard/",
+                  highlight=False)
     members = settings.enrich.workers
     if settings.raw_stream_url().startswith("file:") and members > settings.collector.workers:
         # Each collector worker writes one partition of the file log and a partition has one reader
         # per group: more enrich workers than partitions would sit idle.
         members = settings.collector.workers
         err.print(f"enrich workers: {members} (one per collector worker; raise --workers to scale both)")
-    specs = [ChildSpec("collector", plowline_command("collector"))]
+    collector_args = ("--dashboard",) if settings.dashboard.enabled else ()
+    specs = [ChildSpec("collector", plowline_command("collector", *collector_args))]
     specs += [
         ChildSpec(f"enrich-{i}", plowline_command("enrich", "--member", str(i), "--members", str(members)))
         for i in range(members)
     ]
     loaders = settings.storage.loaders
     specs += [ChildSpec(f"load-{name}", plowline_command("load", "--loader", name)) for name in loaders]
+    if settings.models.every_s > 0 and ("duckdb" in loaders or "postgres" in loaders):
+        # The models run on a schedule in a child of their own; on DuckDB through the loader's socket.
+        specs.append(ChildSpec("models", plowline_command("models", "run", "--every", f"{settings.models.every_s:g}")))
+        err.print(f"models: derived.page_views, sessions and users updated every {settings.models.every_s:g} s",
+                  highlight=False)
     from plowline.status import PipelineStatus, StatusDisplay
 
     with StatusDisplay(PipelineStatus.from_settings(settings), err) as display:
@@ -237,9 +271,38 @@ def collector(
     port: PortOption = None,
     host: HostOption = None,
     workers: WorkersOption = None,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard", help="Also serve /dashboard on this port (plowline up passes it).")
+    ] = False,
 ) -> None:
     """Run the HTTP collector alone, writing raw records to the configured raw stream."""
-    _run_collector(_settings(config, data_dir, host, port, workers))
+    _run_collector(_settings(config, data_dir, host, port, workers), dashboard)
+
+
+@app.command("dashboard")
+def dashboard_command(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    host: Annotated[str | None, typer.Option("--host", help="Interface [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="TCP port [default: 9091].")] = None,
+) -> None:
+    """Serve the read-only web dashboard (and the Micro API when micro.enabled) alone, over the warehouse."""
+    import uvicorn
+
+    from plowline.analytics.dashboard import create_dashboard_app
+
+    settings = _settings(config, data_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    listen_host, listen_port = host or "127.0.0.1", 9091 if port is None else port
+    try:
+        web = create_dashboard_app(settings, host=listen_host)
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration error[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    err.print(f"[bold green]plowline {__version__}[/] dashboard on http://{listen_host}:{listen_port}/dashboard/",
+              highlight=False)
+    uvicorn.run(web, host=listen_host, port=listen_port, log_level="warning", access_log=False,
+                server_header=False, proxy_headers=False)
 
 
 def _when(text: str | None, option: str) -> datetime | None:
@@ -359,6 +422,64 @@ def query(
         output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@models_app.command(
+    "run",
+    help=(
+        "Build or update derived.page_views, derived.sessions and derived.users from atomic.events. "
+        "Incremental: a run rebuilds only the sessions (and their users) with events loaded since the last run "
+        "(less models.lookback_window_s, for late commits), in one transaction, so running it twice changes "
+        "nothing. On DuckDB it works while `plowline up` holds the warehouse too."
+    ),
+)
+def models_run(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="duckdb or postgres \\[default: models.target, auto: the loader in use]."),
+    ] = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Drop the derived tables and rebuild them from every event.")
+    ] = False,
+    every: Annotated[
+        float | None,
+        typer.Option("--every", help="Keep running: once every this many seconds, until stopped.", min=0.1),
+    ] = None,
+) -> None:
+    import time
+
+    from plowline.analytics.runner import ModelsError, run_models
+    from plowline.observability import get_logger
+
+    if target is not None and target not in ("duckdb", "postgres"):
+        err.print(f"[bold red]--target[/] must be duckdb or postgres, not {target!r}", highlight=False)
+        raise typer.Exit(2)
+    settings = _settings(config, data_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    log = get_logger("models")
+    while True:
+        try:
+            result = run_models(settings, target=target, full_refresh=full_refresh)
+        except ModelsError as exc:
+            if every is None:
+                err.print(f"[bold red]models run failed[/] {exc}", highlight=False)
+                raise typer.Exit(1) from None
+            log.warning("models run failed; trying again later", error=str(exc), in_s=every)
+        else:
+            if every is None:
+                table = Table("model", "rows", "rebuilt this run",
+                              title=f"derived.* on {result.via} in {result.seconds:.2f} s")
+                for count in result.counts:
+                    table.add_row(f"derived.{count.model}", str(count.rows), str(count.rebuilt))
+                Console().print(table)
+                return
+            log.info("models run", via=result.via, seconds=round(result.seconds, 3),
+                     **{count.model: count.rows for count in result.counts},
+                     sessions_rebuilt=next((c.rebuilt for c in result.counts if c.model == "sessions"), 0))
+        full_refresh = False  # with --every, only the first run is a full refresh
+        time.sleep(every)
 
 
 @config_app.command("show")

@@ -148,6 +148,17 @@ class NetworkingSettings(_Section):
         return self
 
 
+class TrackerScriptSettings(_Section):
+    """plowline.js, Plowline's browser tracker, served by the collector at `path`."""
+
+    enabled: bool = Field(True, description="Serve the JavaScript tracker.")
+    path: str = Field("/plowline.js", pattern=r"^/[^/]+$", description="One-segment URL path the script is served at.")
+    file: Path | None = Field(
+        None, description="Serve this file instead of the plowline.js shipped in the package (e.g. a custom build)."
+    )
+    max_age_s: int = Field(3600, ge=0, description="Cache-Control max-age; browsers revalidate with the ETag after.")
+
+
 class CollectorSettings(_Section):
     """The HTTP collector (spec/protocol.md section 3)."""
 
@@ -170,6 +181,7 @@ class CollectorSettings(_Section):
     cors: CorsSettings = Field(default_factory=CorsSettings)
     hsts: HstsSettings = Field(default_factory=HstsSettings)
     networking: NetworkingSettings = Field(default_factory=NetworkingSettings)
+    tracker_script: TrackerScriptSettings = Field(default_factory=TrackerScriptSettings)
 
     @field_validator("paths")
     @classmethod
@@ -252,6 +264,48 @@ class StorageSettings(_Section):
     postgres: PostgresLoaderSettings = Field(default_factory=PostgresLoaderSettings)
 
 
+class DashboardSettings(_Section):
+    """The read-only web dashboard at /dashboard (plowline/analytics/dashboard)."""
+
+    enabled: bool = Field(True, description="Serve /dashboard on the collector's port under `plowline up`.")
+    token: str = Field(
+        "",
+        description="Access token (Authorization: Bearer, or ?token= once). Required when the host is not loopback.",
+    )
+    refresh_s: float = Field(5.0, ge=1, le=3600, description="How often the page refreshes its data, in seconds.")
+
+
+class MicroSettings(_Section):
+    """The Snowplow Micro compatible API (/micro/all, /micro/good, /micro/bad, /micro/reset)."""
+
+    enabled: bool = Field(False, description="Serve the /micro/* API on the collector's port.")
+
+
+class ModelsSettings(_Section):
+    """The analytics data models (derived.page_views, derived.sessions, derived.users); `plowline models run`."""
+
+    target: Literal["auto", "duckdb", "postgres"] = Field(
+        "auto",
+        description="Warehouse the models read and write: duckdb, postgres, or auto (duckdb when it is among "
+        "storage.loaders, else postgres when it is).",
+    )
+    heartbeat_s: int = Field(
+        10, ge=1, le=3600, description="The trackers' page-ping interval (enableActivityTracking heartbeatDelay)."
+    )
+    min_visit_length_s: int = Field(
+        5, ge=0, le=3600, description="The trackers' first-ping delay (enableActivityTracking minimumVisitLength)."
+    )
+    lookback_window_s: int = Field(
+        600,
+        ge=0,
+        description="Each run also redoes sessions with events loaded this long before the last run's high-water "
+        "mark (load_tstamp), for batches that committed after a run but were stamped before it.",
+    )
+    every_s: float = Field(
+        300, ge=0, description="How often `plowline up` runs the models, in seconds; 0 turns the schedule off."
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration tree."""
 
@@ -266,6 +320,9 @@ class Settings(BaseSettings):
     streams: StreamSettings = Field(default_factory=StreamSettings)
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    micro: MicroSettings = Field(default_factory=MicroSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -11,11 +11,16 @@ read-only transaction. If a loader holds the file but its socket is not up yet (
 This module may not import plowline.storage (subsystems are independent), so the few facts the
 two sides share are repeated here and checked against each other by tests/analytics/test_query.py:
 the database path (storage.duckdb.path, default DATA_DIR/warehouse.duckdb), the socket path and
-the protocol (one query per connection; big-endian u32 lengths):
+the protocol (one request per connection; big-endian u32 lengths):
 
     request:  u32 length, then JSON {"sql": "<one statement>"}
+              or {"script": "<statements separated by ;>"}
     response: u32 length, then JSON {"ok": true} and an Arrow IPC stream of the result until the
               connection closes; or {"ok": false, "error": "<message>"}
+
+A script (sent by plowline.analytics.runner, through `ask_query_socket`) runs in one transaction
+and answers its last statement's result; the server refuses it unless every statement is a SELECT
+or writes schema `derived` only (tests/analytics/test_models.py checks this).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ __all__ = [
     "FORMATS",
     "Format",
     "QueryError",
+    "ask_query_socket",
     "format_result",
     "query_arrow",
     "query_socket_path",
@@ -105,7 +111,7 @@ def query_arrow(settings: Settings, sql: str, *, wait_s: float = 5.0, timeout_s:
     database = warehouse_path(settings)
     deadline = time.monotonic() + wait_s
     while True:
-        answered = _ask_server(query_socket_path(database), sql, timeout_s)
+        answered = ask_query_socket(query_socket_path(database), {"sql": sql}, timeout_s)
         if answered is not None:
             return answered
         if not database.exists():
@@ -120,8 +126,9 @@ def query_arrow(settings: Settings, sql: str, *, wait_s: float = 5.0, timeout_s:
             time.sleep(0.1)
 
 
-def _ask_server(path: Path, sql: str, timeout_s: float) -> pa.Table | None:
-    """The result from the loader's query socket, or None when no server answers there."""
+def ask_query_socket(path: Path, request: dict[str, str], timeout_s: float) -> pa.Table | None:
+    """Send `request` ({"sql": …} or {"script": …}) to the loader's query socket: the result, or
+    None when no server answers there. Raises QueryError when the server refuses or fails it."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -137,7 +144,7 @@ def _ask_server(path: Path, sql: str, timeout_s: float) -> pa.Table | None:
             return None  # a socket file left by a process that is gone
         client.settimeout(timeout_s)
         try:
-            client.sendall(_frame(orjson.dumps({"sql": sql})))
+            client.sendall(_frame(orjson.dumps(request)))
             stream = client.makefile("rb")
             header = orjson.loads(_read_frame(stream))
             if not isinstance(header, dict) or not header.get("ok"):

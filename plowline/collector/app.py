@@ -31,6 +31,7 @@ from plowline.collector.responses import (
     crossdomain_xml,
     respond,
 )
+from plowline.collector.tracker_script import TrackerScript, load_tracker_script
 from plowline.config import CollectorSettings
 from plowline.errors import TransportError
 from plowline.observability import get_logger, prometheus_exposition
@@ -71,6 +72,7 @@ class CollectorApp:
         self.collector_name = collector_name
         self.processor = badrows.Processor("plowline-collector", __version__)
         self._crossdomain = crossdomain_xml(settings.cross_domain)
+        self._script = load_tracker_script(settings.tracker_script)
         # Labelled children bound once: `labels()` per request showed up in profiles.
         self._stream_metrics = {
             stream: (metrics.sink_write_seconds.labels(stream), metrics.records_written.labels(stream))
@@ -95,6 +97,9 @@ class CollectorApp:
         route = self._tracking_route(method, path)
         if route is not None:
             await self._track(scope, receive, send, route)
+            return
+        if self._script is not None and path == self.settings.tracker_script.path and method in ("GET", "HEAD"):
+            await self._serve_script(self._script, scope, send)
             return
         await self._fixed(method, path, send)
 
@@ -138,6 +143,14 @@ class CollectorApp:
             await self._answer(send, "crossdomain", 200, [(b"content-type", b"text/xml")], self._crossdomain)
         else:
             await self._answer(send, "other", 404, [TEXT_PLAIN], b"Not found")
+
+    async def _serve_script(self, script: TrackerScript, scope: MutableMapping[str, Any], send: Send) -> None:
+        """plowline.js, or a bodyless 304 when the browser's cached copy is current."""
+        headers = dict(scope["headers"])
+        if script.matches(headers.get(b"if-none-match")):
+            await self._answer(send, "tracker-script", 304, script.headers(), b"")
+        else:
+            await self._answer(send, "tracker-script", 200, *script.encoded(headers.get(b"accept-encoding")))
 
     async def _answer(self, send: Send, route: str, status: int, headers: Headers, body: bytes) -> None:
         self.metrics.requests.labels(route, str(status)).inc()

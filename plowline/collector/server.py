@@ -90,8 +90,11 @@ def create_app() -> CollectorService:
     return CollectorService(settings)
 
 
-def serve(settings: Settings) -> None:
-    """Run the collector in the foreground until SIGINT/SIGTERM; sinks are flushed before exit."""
+def serve(settings: Settings, factory: str = "plowline.collector.server:create_app") -> None:
+    """Run the collector in the foreground until SIGINT/SIGTERM; sinks are flushed before exit.
+
+    `factory` is the uvicorn app factory each worker calls (another module may wrap the collector,
+    as plowline/web.py does to serve the dashboard on the same port)."""
     import uvicorn
 
     collector = settings.collector
@@ -107,7 +110,7 @@ def serve(settings: Settings) -> None:
     )
     try:
         uvicorn.run(
-            "plowline.collector.server:create_app",
+            factory,
             factory=True,
             host=collector.host,
             port=collector.port,

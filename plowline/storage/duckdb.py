@@ -27,12 +27,20 @@ uses the socket when it answers and otherwise opens the file read-only itself. E
 its own cursor inside `BEGIN TRANSACTION READ ONLY`, after a check that it is exactly one SELECT
 or EXPLAIN statement, so it sees the last committed batch and cannot change anything.
 
-Protocol, one query per connection (big-endian lengths; mirrored in plowline/analytics/query.py,
+Protocol, one request per connection (big-endian lengths; mirrored in plowline/analytics/query.py,
 which may not import storage):
 
     request:  u32 length, then that many bytes of JSON {"sql": "<one statement>"}
+              or {"script": "<statements separated by ;>"}
     response: u32 length, then JSON {"ok": true} followed by an Arrow IPC stream of the result
               until the server closes the connection; or {"ok": false, "error": "<message>"}
+
+A script is how `plowline models run` (plowline.analytics.runner) writes the derived tables while a
+loader holds the file. It runs on its own cursor in ONE transaction, committed only if every
+statement succeeds; the answer is the last statement's result. Before anything runs, every
+statement is checked (`check_derived_script`): a SELECT, or a write whose target is in the schema
+`derived` (CREATE SCHEMA derived, CREATE TABLE, INSERT INTO, DELETE FROM, UPDATE or DROP TABLE of
+derived.<table>). Anything else refuses the whole script, so a script cannot touch atomic.*.
 """
 
 from __future__ import annotations
@@ -69,14 +77,17 @@ from plowline.storage.rows import PROCESSOR, loader_parsing_error, unhandled_fai
 
 __all__ = [
     "MIGRATIONS",
+    "WRITABLE_SCHEMA",
     "DuckDBLoader",
     "Migration",
     "QueryRefused",
     "QueryServer",
+    "check_derived_script",
     "migrate",
     "open_duckdb_loader",
     "query_socket_path",
     "read_only_query",
+    "run_derived_script",
     "warehouse_path",
 ]
 
@@ -88,6 +99,23 @@ _ROW_ERRORS: tuple[type[duckdb.Error], ...] = (duckdb.DataError, duckdb.Integrit
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 _MAX_REQUEST_BYTES = 1 << 20
 _READ_ONLY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+_MAX_SCRIPT_BYTES = 16 << 20
+#: The only schema a script sent to the query socket may write.
+WRITABLE_SCHEMA = "derived"
+# A write statement's leading words, up to its target, which must be in WRITABLE_SCHEMA. Leading
+# comments are stripped first.
+_SCRIPT_TARGET = re.compile(
+    r"""^(?:
+        CREATE\s+SCHEMA\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<schema>"?\w+"?)\s*;?\s*$
+      | CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<created>"?\w+"?)\.
+      | INSERT\s+INTO\s+(?P<inserted>"?\w+"?)\.
+      | DELETE\s+FROM\s+(?P<deleted>"?\w+"?)\.
+      | UPDATE\s+(?P<updated>"?\w+"?)\.
+      | DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?P<dropped>"?\w+"?)\.
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*\n|/\*.*?\*/)*", re.DOTALL)
 
 _INSERT_EVENTS = "INSERT INTO atomic.events BY NAME SELECT * FROM plowline_events_stage ON CONFLICT DO NOTHING"
 _INSERT_BAD = "INSERT INTO atomic.bad_rows BY NAME SELECT * FROM plowline_bad_stage ON CONFLICT DO NOTHING"
@@ -189,6 +217,46 @@ def read_only_query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
             con.execute("ROLLBACK")
 
 
+def check_derived_script(con: duckdb.DuckDBPyConnection, script: str) -> list[str]:
+    """The statements of `script`, if each is a SELECT or writes only schema `derived` (see the
+    module docstring); raises QueryRefused otherwise."""
+    statements = con.extract_statements(script)
+    if not statements:
+        raise QueryRefused("the script has no statement")
+    checked: list[str] = []
+    for statement in statements:
+        text = statement.query
+        if statement.type is not duckdb.StatementType.SELECT:
+            match = _SCRIPT_TARGET.match(_LEADING_COMMENTS.sub("", text, count=1))
+            target = next((value for value in match.groupdict().values() if value), None) if match else None
+            if target is None or target.strip('"').lower() != WRITABLE_SCHEMA:
+                summary = " ".join(text.split())[:80]
+                raise QueryRefused(
+                    f"a script may only read, and write schema {WRITABLE_SCHEMA}: refused {statement.type.name}"
+                    f" statement {summary!r}"
+                )
+        checked.append(text)
+    return checked
+
+
+def run_derived_script(con: duckdb.DuckDBPyConnection, script: str) -> pa.Table:
+    """Run a checked script in one transaction on `con` (a connection of its own); the last
+    statement's result, as Arrow."""
+    statements = check_derived_script(con, script)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for text in statements[:-1]:
+            con.execute(text)
+        relation = con.sql(statements[-1])
+        table = relation.to_arrow_table() if relation is not None else pa.table({})
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+    return table
+
+
 def _read_frame(stream: io.BufferedIOBase, limit: int) -> bytes:
     header = stream.read(4)
     if len(header) != 4:
@@ -216,11 +284,15 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         owner = cast(_Server, self.server).query_server
         try:
-            request = orjson.loads(_read_frame(self.rfile, _MAX_REQUEST_BYTES))
-            sql = request["sql"] if isinstance(request, dict) else None
-            if not isinstance(sql, str):
-                raise QueryRefused('the request must be {"sql": "<statement>"}')
-            table = owner.run(sql)
+            request = orjson.loads(_read_frame(self.rfile, _MAX_SCRIPT_BYTES))
+            sql = request.get("sql") if isinstance(request, dict) else None
+            script = request.get("script") if isinstance(request, dict) else None
+            if isinstance(sql, str) and len(sql) <= _MAX_REQUEST_BYTES:
+                table = owner.run(sql)
+            elif isinstance(script, str):
+                table = owner.run_script(script)
+            else:
+                raise QueryRefused('the request must be {"sql": "<statement>"} or {"script": "<statements>"}')
         except (QueryRefused, duckdb.Error, ValueError, KeyError) as exc:
             with contextlib.suppress(OSError):
                 self.wfile.write(_frame(orjson.dumps({"ok": False, "error": str(exc)})))
@@ -246,6 +318,15 @@ class QueryServer:
             cursor = self._base.cursor()
         try:
             return read_only_query(cursor, sql)
+        finally:
+            cursor.close()
+
+    def run_script(self, script: str) -> pa.Table:
+        """A script that writes only schema derived, in one transaction (`run_derived_script`)."""
+        with self._cursor_lock:
+            cursor = self._base.cursor()
+        try:
+            return run_derived_script(cursor, script)
         finally:
             cursor.close()
 

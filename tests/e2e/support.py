@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -269,7 +270,7 @@ def assert_enriched_from(enriched: EnrichedEvent, raw: dict[str, str], record: C
     if raw["e"] == "se":
         assert (enriched.se_category, enriched.se_action, enriched.se_label, enriched.se_property) == (
             raw.get("se_ca"), raw.get("se_ac"), raw.get("se_la"), raw.get("se_pr"))
-        assert enriched.se_value == Decimal(raw["se_va"])
+        assert enriched.se_value == (Decimal(raw["se_va"]) if "se_va" in raw else None)
         assert (enriched.event_vendor, enriched.event_name, enriched.event_version) == ("com.google.analytics", "event", "1-0-0")
     else:
         assert (enriched.se_category, enriched.se_action, enriched.se_label, enriched.se_property, enriched.se_value) == (
@@ -446,6 +447,13 @@ def serve_test_page(directory: Path) -> Iterator[str]:
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(JS_DIR / "browser_page.html", directory / "index.html")
     shutil.copy(NODE_MODULES / "@snowplow" / "browser-tracker" / "dist" / "index.umd.min.js", directory / "sp.js")
+    with serve_directory(directory) as url:
+        yield url
+
+
+@contextmanager
+def serve_directory(directory: Path) -> Iterator[str]:
+    """A static web site of `directory` on a free loopback port; yields its base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -467,3 +475,61 @@ def run_browser(page_url: str, collector_url: str, profile_dir: Path, timeout_ms
     report: dict[str, Any] = json.loads(result.stdout)
     assert report["state"]["error"] is None and report["state"]["failures"] == [], report
     return report
+
+
+class BrowserDriver:
+    """Headless Chromium driven one step at a time (js/browser_driver.mjs), so a test can act between steps.
+
+    `driver("goto", url=...)`, `driver("eval", expr=...)`, `driver("wait", expr=...)`, `driver("click", selector=...)`:
+    each returns the step's JSON value or raises AssertionError with the browser's recent console log.
+    """
+
+    def __init__(self, profile_dir: Path, timeout_ms: int = 30000) -> None:
+        require_js_deps()
+        require_chromium()
+        self.timeout_s = timeout_ms / 1000 * 2
+        self.process = subprocess.Popen(
+            ["node", "browser_driver.mjs", str(profile_dir), str(timeout_ms)], cwd=JS_DIR, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        self._answers: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._answers.put(line)
+        self._answers.put(None)
+
+    def __call__(self, op: str, **args: Any) -> Any:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"op": op, **args}) + "\n")
+        self.process.stdin.flush()
+        try:
+            line = self._answers.get(timeout=self.timeout_s)
+        except queue.Empty:
+            raise AssertionError(f"browser step {op} {args} did not answer in {self.timeout_s}s") from None
+        if line is None:
+            self.close()
+            stderr = self.process.stderr.read() if self.process.stderr else ""
+            raise AssertionError(f"the browser driver exited ({self.process.returncode}) during {op}:\n{stderr}")
+        answer = json.loads(line)
+        if not answer["ok"]:
+            raise AssertionError(f"browser step {op} {args} failed: {answer['error']}\n" + "\n".join(answer.get("log", [])))
+        return answer["value"]
+
+    def close(self) -> None:
+        """Close the browser; kill the whole process group (node and Chromium) if it does not exit."""
+        if self.process.poll() is None:
+            try:
+                assert self.process.stdin is not None
+                self.process.stdin.write(json.dumps({"op": "close"}) + "\n")
+                self.process.stdin.close()
+                self.process.wait(15)
+            except (OSError, subprocess.TimeoutExpired):
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
