@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import machine_facts
 
-from plowline.storage.duckdb import QueryServer, migrate, query_socket_path
+from plowline.storage.duckdb import migrate
+from plowline.storage.duckdb_queries import QueryServer, query_socket_path
 
 END = datetime(2024, 6, 1, tzinfo=UTC)
 DAYS = 30

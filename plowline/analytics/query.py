@@ -2,7 +2,7 @@
 
 DuckDB lets one process open a database file for writing, and no other process may open it
 meanwhile, not even read-only. The process whose duckdb loader holds the warehouse therefore
-answers read-only queries on a unix socket (plowline/storage/duckdb.py: `QueryServer`).
+answers read-only queries on a unix socket (plowline/storage/duckdb_queries.py: `QueryServer`).
 `run_query` asks that socket first; when there is none, or nobody answers it, no loader is running
 and it opens the file read-only itself. Either way only one SELECT or EXPLAIN statement runs, in a
 read-only transaction. If a loader holds the file but its socket is not up yet (it is starting),
@@ -63,7 +63,7 @@ Format = Literal["table", "csv", "json", "parquet"]
 #: The output formats of `format_result`.
 FORMATS: tuple[Format, ...] = ("table", "csv", "json", "parquet")
 
-_MAX_SOCKET_PATH = 100  # as plowline/storage/duckdb.py
+_MAX_SOCKET_PATH = 100  # as plowline/storage/duckdb_queries.py
 _MAX_HEADER_BYTES = 1 << 20
 _READ_ONLY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 

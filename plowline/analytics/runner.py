@@ -25,7 +25,7 @@ are serialised by an advisory lock.
 Where it runs. PostgreSQL: storage.postgres.dsn, reading `<storage.postgres.schema_name>.events`.
 DuckDB: the warehouse file. While a loader holds it (no other process may open it then), the
 script goes to the loader's query socket as {"script": …} (protocol in plowline/analytics/query.py
-and plowline/storage/duckdb.py), which runs it in the loader's process and lets it write schema
+and plowline/storage/duckdb_queries.py), which runs it in the loader's process and lets it write schema
 `derived` only; when no loader answers, the file is opened here.
 """
 

@@ -21,7 +21,8 @@ from plowline.analytics.query import QueryError, ask_query_socket, query_socket_
 from plowline.analytics.runner import MODELS, ModelsError, ModelsRun, model_statements, resolve_target, run_models
 from plowline.config import Settings
 from plowline.event import EnrichedEvent
-from plowline.storage.duckdb import check_derived_script, open_duckdb_loader
+from plowline.storage.duckdb import open_duckdb_loader
+from plowline.storage.duckdb_queries import check_derived_script
 from tests.storage.conftest import POSTGRES_DSN
 from tests.support.collector_process import free_port
 from tests.support.plowline_cli import PlowlineProcess, run_plowline

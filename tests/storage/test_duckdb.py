@@ -18,14 +18,8 @@ import pytest
 from plowline.config import Settings
 from plowline.errors import TransportError
 from plowline.event import FIELD_NAMES
-from plowline.storage.duckdb import (
-    MIGRATIONS,
-    QueryRefused,
-    migrate,
-    open_duckdb_loader,
-    query_socket_path,
-    read_only_query,
-)
+from plowline.storage.duckdb import MIGRATIONS, migrate, open_duckdb_loader
+from plowline.storage.duckdb_queries import QueryRefused, query_socket_path, read_only_query
 from plowline.storage.rows import column_types
 
 from .conftest import bad_rows, full_event, minimal_event, tsv
