@@ -66,7 +66,7 @@ from plowline.event import FIELD_KINDS, FIELD_NAMES, FieldKind
 from plowline.event_format import parse_contexts, parse_unstruct
 from plowline.observability import get_logger
 from plowline.storage.base import Kind
-from plowline.storage.files import FileStore, KeyDigest, StoreLoader, enriched_key
+from plowline.storage.file_store import FileStore, KeyDigest, StoreLoader, enriched_key
 from plowline.storage.rows import (
     ENRICHED_COLUMNS,
     JSON_COLUMNS,
