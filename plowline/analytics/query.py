@@ -50,6 +50,7 @@ from plowline.errors import PlowlineError
 __all__ = [
     "FORMATS",
     "Format",
+    "NoWarehouse",
     "QueryError",
     "ask_query_socket",
     "format_result",
@@ -70,6 +71,10 @@ _READ_ONLY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.Statement
 
 class QueryError(PlowlineError):
     """A query that could not run: refused (not one read-only statement), failed, or no warehouse."""
+
+
+class NoWarehouse(QueryError):
+    """The warehouse file does not exist yet: no duckdb loader has run on this data dir."""
 
 
 def warehouse_path(settings: Settings) -> Path:
@@ -115,7 +120,7 @@ def query_arrow(settings: Settings, sql: str, *, wait_s: float = 5.0, timeout_s:
         if answered is not None:
             return answered
         if not database.exists():
-            raise QueryError(
+            raise NoWarehouse(
                 f"no warehouse at {database}: run `plowline up` or `plowline load` with the duckdb loader first"
             )
         try:

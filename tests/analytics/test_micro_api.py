@@ -204,3 +204,33 @@ def test_micro_is_off_by_default(tmp_path: Path) -> None:
         assert not (tmp_path / "data" / "micro-reset.json").exists()
     finally:
         assert process.stop() == 0, process.log()[-4000:]
+
+
+def test_micro_answers_nothing_yet_before_the_warehouse_exists(tmp_path: Path) -> None:
+    """Just after `plowline up` starts, before the loader has created the warehouse, Micro answers
+    empty results (as Snowplow Micro does at start), not an error; bad filters are still refused."""
+    import asyncio
+
+    from plowline.analytics.dashboard import create_dashboard_app
+    from plowline.config import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", micro={"enabled": True})
+    app = create_dashboard_app(settings, host="127.0.0.1")
+
+    async def ask() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://micro") as client:
+            return [
+                await client.get("/micro/all"),
+                await client.get("/micro/good"),
+                await client.post("/micro/bad", json={"vendor": "com.acme"}),
+                await client.post("/micro/good", json={"contexts": [1]}),
+                await client.get("/dashboard/api/summary"),
+            ]
+
+    every, good, bad, refused, dashboard = asyncio.run(ask())
+    assert (every.status_code, every.json()) == (200, {"total": 0, "good": 0, "bad": 0})
+    assert (good.status_code, good.json()) == (200, [])
+    assert (bad.status_code, bad.json()) == (200, [])
+    assert refused.status_code == 400
+    assert dashboard.status_code == 503 and "no warehouse" in dashboard.json()["error"]

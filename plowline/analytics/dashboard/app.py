@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from plowline import __version__
 from plowline.analytics.dashboard import warehouse as wh
 from plowline.analytics.dashboard.micro import MicroStore
-from plowline.analytics.query import QueryError, warehouse_path
+from plowline.analytics.query import NoWarehouse, QueryError
 from plowline.config import Settings
 from plowline.errors import ConfigError
 
@@ -210,32 +210,33 @@ class _Dashboard:
 
     # --- Micro ---
 
-    def _no_warehouse_yet(self) -> bool:
-        # Micro answers from the start, as Snowplow Micro does: before the loader has created the
-        # warehouse (just after `plowline up` starts) there is simply nothing yet.
-        return not warehouse_path(self.settings).exists()
+    async def _micro_json(self, work: Callable[[], Any], nothing_yet: Any) -> Response:
+        """Micro answers from the start, as Snowplow Micro does: before the loader has created the
+        warehouse (just after `plowline up` starts) there is nothing yet, which is not an error."""
+
+        def answer() -> Any:
+            try:
+                return work()
+            except NoWarehouse:
+                return nothing_yet
+
+        return await self._json(answer)
 
     async def micro_all(self, request: Request) -> Response:
-        if self._no_warehouse_yet():
-            return JSONResponse({"total": 0, "good": 0, "bad": 0})
-        return await self._json(self.micro.counts)
+        return await self._micro_json(self.micro.counts, {"total": 0, "good": 0, "bad": 0})
 
     async def micro_good(self, request: Request) -> Response:
         filters = await _micro_filters(request, {"event_type": str, "schema": str, "contexts": list, "limit": int})
-        if self._no_warehouse_yet():
-            return JSONResponse([])
         contexts = filters.get("contexts")
         if contexts is not None and not all(isinstance(uri, str) for uri in contexts):
             raise _BadRequest("contexts must be a list of schema URIs")
-        return await self._json(lambda: self.micro.good(filters.get("event_type"), filters.get("schema"),
-                                                        contexts, filters.get("limit")))
+        return await self._micro_json(lambda: self.micro.good(filters.get("event_type"), filters.get("schema"),
+                                                              contexts, filters.get("limit")), [])
 
     async def micro_bad(self, request: Request) -> Response:
         filters = await _micro_filters(request, {"vendor": str, "version": str, "limit": int})
-        if self._no_warehouse_yet():
-            return JSONResponse([])
-        return await self._json(lambda: self.micro.bad(filters.get("vendor"), filters.get("version"),
-                                                       filters.get("limit")))
+        return await self._micro_json(lambda: self.micro.bad(filters.get("vendor"), filters.get("version"),
+                                                             filters.get("limit")), [])
 
     async def micro_reset(self, request: Request) -> Response:
         await anyio.to_thread.run_sync(self.micro.reset)
