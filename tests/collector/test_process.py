@@ -25,14 +25,19 @@ def ids_in_log(process: CollectorProcess) -> list[str]:
 def test_two_workers_share_the_log_and_the_metrics(tmp_path: Path) -> None:
     process = CollectorProcess(tmp_path / "data", workers=2).start()
     try:
+        # /health answers once the first worker is up; each worker locks its own partition as it
+        # starts, so two partitions appear once both are serving (slow to boot on a busy CI host).
+        deadline = time.monotonic() + 30
+        while len(partitions := process.partitions()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert partitions == ["p-00000", "p-00001"], partitions
         with httpx.Client(base_url=process.base_url) as client:
             for number in range(100):
                 response = client.get(f"/i?e=pv&id={number}", headers={"Connection": "close"})
                 assert response.status_code == 200
             metrics = client.get("/metrics").text
         assert sorted(ids_in_log(process), key=int) == [str(n) for n in range(100)]
-        partitions = [p.name for p in process.raw_dir.iterdir() if p.name.startswith("p-")]
-        assert len(partitions) == 2, partitions  # each worker writes its own partition
+        assert process.partitions() == ["p-00000", "p-00001"]  # no worker opened a second one
         line = next(x for x in metrics.splitlines() if x.startswith('plowline_collector_requests_total{route="pixel",status="200"}'))
         assert float(line.split()[-1]) == 100.0
     finally:

@@ -16,6 +16,7 @@ import httpx
 
 from plowline.payload import CollectorPayload
 from plowline.streams.file_log import iter_records
+from plowline.streams.file_log.framing import partitions
 
 
 def free_port() -> int:
@@ -91,6 +92,10 @@ class CollectorProcess:
         if sig == signal.SIGKILL:
             # Workers are in the same group; make sure none outlives the kill.
             time.sleep(0.2)
+
+    def partitions(self) -> list[str]:
+        """The raw log's partition directories: one per worker that has started."""
+        return partitions(self.raw_dir) if self.raw_dir.exists() else []
 
     def records(self) -> list[CollectorPayload]:
         if not self.raw_dir.exists():
