@@ -136,12 +136,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def endpoints(client: httpx.Client) -> dict[str, tuple[str, dict[str, str]]]:
+#: An endpoint to time: (method, path, query parameters for a GET or the JSON body of a POST).
+Call = tuple[str, str, Any]
+
+
+def endpoints(client: httpx.Client) -> dict[str, Call]:
     month = {"from": "2024-05-02T00:00:00Z", "to": END.isoformat().replace("+00:00", "Z")}
     day = {"from": "2024-05-31T00:00:00Z", "to": month["to"]}
     feed = client.get("/dashboard/api/events", params={"status": "good", "limit": "1"}).json()["items"]
     bad = client.get("/dashboard/api/events", params={"status": "bad", "limit": "1"}).json()["items"]
-    return {
+    buckets = [{"start": f"2024-05-{d:02d}T00:00:00Z", "end": f"2024-05-{d + 1:02d}T00:00:00Z"} for d in range(1, 31)]
+    gets: dict[str, tuple[str, dict[str, str]]] = {
         "summary 30 days": ("/dashboard/api/summary", month),
         "summary 1 day": ("/dashboard/api/summary", day),
         "timeseries 30 days (by day)": ("/dashboard/api/timeseries", month),
@@ -159,7 +164,29 @@ def endpoints(client: httpx.Client) -> dict[str, tuple[str, dict[str, str]]]:
         "one bad row": (f"/dashboard/api/bad/{bad[0]['id']}", {}),
         "filter options": ("/dashboard/api/options", {}),
         "micro/all": ("/micro/all", {}),
+        "micro/columns": ("/micro/columns", {}),
     }
+    posts: dict[str, dict[str, Any]] = {
+        "micro/events newest 50": {"page": 1, "pageSize": 50},
+        "micro/events event=struct by app": {"filters": [{"column": "event", "values": ["struct"]}],
+                                             "sorting": {"column": "app_id", "desc": False}, "page": 1,
+                                             "pageSize": 50},
+        "micro/events page 100 of 50": {"page": 100, "pageSize": 50},
+        "micro/timeline 30 days": {"buckets": buckets},
+        "micro/columnStats 3 columns": {"columns": ["app_id", "event", "page_urlpath"]},
+    }
+    paths = {"micro/events": "/micro/events", "micro/timeline": "/micro/timeline", "micro/columnStats": "/micro/columnStats"}
+    return {
+        **{name: ("GET", path, params) for name, (path, params) in gets.items()},
+        **{name: ("POST", paths[name.split()[0]], body) for name, body in posts.items()},
+    }
+
+
+def call(client: httpx.Client, method: str, path: str, payload: Any) -> None:
+    if method == "GET":
+        client.get(path, params=payload).raise_for_status()
+    else:
+        client.post(path, json=payload).raise_for_status()
 
 
 def time_endpoints(data_dir: Path, cwd: str, calls: int) -> dict[str, dict[str, float]]:
@@ -182,12 +209,12 @@ def time_endpoints(data_dir: Path, cwd: str, calls: int) -> dict[str, dict[str, 
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
-            for name, (path, params) in endpoints(client).items():
-                client.get(path, params=params).raise_for_status()  # warm-up
+            for name, (method, path, payload) in endpoints(client).items():
+                call(client, method, path, payload)  # warm-up
                 times = []
                 for _ in range(calls):
                     started = time.perf_counter()
-                    client.get(path, params=params).raise_for_status()
+                    call(client, method, path, payload)
                     times.append((time.perf_counter() - started) * 1000)
                 results[name] = {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1)}
                 print(f"{name:32s} median {results[name]['median_ms']:8.1f} ms   max {results[name]['max_ms']:8.1f} ms",

@@ -13,6 +13,7 @@ Routes (all read-only; the warehouse is only ever sent SELECTs):
     GET /dashboard/api/options           values for the feed's filters
     GET /dashboard/api/derived           tables of the `derived` schema (the SQL models), if any
     /micro/all, /micro/good, /micro/bad, /micro/reset   when micro.enabled (see micro.py)
+    /micro/events, /micro/timeline, /micro/columns, /micro/columnStats   likewise (see micro_paged.py)
 
 Access: when a token is configured (dashboard.token, PLOWLINE_DASHBOARD__TOKEN) every route asks
 for it, as `Authorization: Bearer <token>`, or as a cookie that opening `/dashboard?token=<token>`
@@ -42,6 +43,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plowline import __version__
+from plowline.analytics.dashboard import micro_paged as paged
 from plowline.analytics.dashboard import warehouse as wh
 from plowline.analytics.dashboard.micro import MicroStore
 from plowline.analytics.query import NoWarehouse, QueryError
@@ -58,7 +60,10 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-_MICRO_ENDPOINTS = "/micro/all, /micro/good, /micro/bad, /micro/reset"
+_MICRO_ENDPOINTS = (
+    "/micro/all, /micro/good, /micro/bad, /micro/reset, /micro/events, /micro/timeline, /micro/columns, "
+    "/micro/columnStats"
+)
 _MAX_LIMIT = 500
 T = TypeVar("T")
 
@@ -238,6 +243,24 @@ class _Dashboard:
         return await self._micro_json(lambda: self.micro.bad(filters.get("vendor"), filters.get("version"),
                                                              filters.get("limit")), [])
 
+    async def micro_events(self, request: Request) -> Response:
+        query = await _micro_request(request, paged.EventsQuery.from_json)
+        return await self._micro_json(lambda: paged.events_page(self.run, self.micro.since(), query),
+                                      {"events": [], "totalPages": 1, "totalItems": 0})
+
+    async def micro_timeline(self, request: Request) -> Response:
+        buckets = await _micro_request(request, paged.parse_buckets)
+        return await self._micro_json(lambda: paged.timeline(self.run, self.micro.since(), buckets),
+                                      paged.timeline(None, self.micro.since(), buckets))
+
+    async def micro_columns(self, request: Request) -> Response:
+        return await self._micro_json(lambda: paged.columns(self.run, self.micro.since()), [])
+
+    async def micro_column_stats(self, request: Request) -> Response:
+        names = await _micro_request(request, paged.parse_stats_columns)
+        return await self._micro_json(lambda: paged.column_stats(self.run, self.micro.since(), names),
+                                      paged.column_stats(None, self.micro.since(), names))
+
     async def micro_reset(self, request: Request) -> Response:
         await anyio.to_thread.run_sync(self.micro.reset)
         return PlainTextResponse("Reset completed")
@@ -275,17 +298,31 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     return max(low, min(high, value))
 
 
-async def _micro_filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
-    """A POST body's filters (GET, or an empty body: none), each of its documented type."""
-    if request.method != "POST":
-        return {}
+async def _body_json(request: Request) -> Any:
+    """The request body's JSON; None for an empty body."""
     body = await request.body()
     if not body.strip():
-        return {}
+        return None
     try:
-        filters = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise _BadRequest(f"the body must be JSON: {exc}") from None
+
+
+async def _micro_request(request: Request, parse: Callable[[Any], T]) -> T:
+    """A Micro POST body parsed by `parse` (a ValueError from it is a 400 saying what is wrong)."""
+    body = await _body_json(request)
+    try:
+        return parse({} if body is None else body)
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from None
+
+
+async def _micro_filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
+    """A POST body's filters (GET, or an empty body: none), each of its documented type."""
+    filters = await _body_json(request) if request.method == "POST" else None
+    if filters is None:
+        return {}
     if not isinstance(filters, dict):
         raise _BadRequest("the body must be a JSON object of filters")
     out: dict[str, Any] = {}
@@ -332,6 +369,10 @@ def create_dashboard_app(settings: Settings, *, host: str, run: wh.Runner | None
             Route("/micro/good", handlers.micro_good, methods=["GET", "POST"]),
             Route("/micro/bad", handlers.micro_bad, methods=["GET", "POST"]),
             Route("/micro/reset", handlers.micro_reset, methods=["GET", "POST"]),
+            Route("/micro/events", handlers.micro_events, methods=["POST"]),
+            Route("/micro/timeline", handlers.micro_timeline, methods=["POST"]),
+            Route("/micro/columns", handlers.micro_columns, methods=["GET"]),
+            Route("/micro/columnStats", handlers.micro_column_stats, methods=["POST"]),
             Route("/micro/{rest:path}", handlers.micro_other, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ]
     app = Starlette(

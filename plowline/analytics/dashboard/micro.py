@@ -1,4 +1,5 @@
-"""The Snowplow Micro compatible API (spec/protocol.md §5): /micro/all, /micro/good, /micro/bad, /micro/reset.
+"""The Snowplow Micro compatible API (spec/protocol.md §5): /micro/all, /micro/good, /micro/bad, /micro/reset,
+and the reset watermark that the paged API (micro_paged.py) counts from too.
 
 Micro keeps events in memory and `/micro/reset` empties it. Plowline keeps history permanently, so
 reset does not delete anything: it moves a watermark, kept per data directory in
@@ -13,8 +14,8 @@ loaded them (typically within a second under `plowline up`), not at the moment t
 answers, so a test should poll `/micro/all` until the count it expects is there, as Micro's own
 docs suggest for asynchronous trackers. `incomplete` is always false and `/micro/good` never holds
 incomplete events: Plowline's enrich emits a bad row for an event that fails validation. The
-newer paged API (`/micro/events`, `/micro/timeline`, `/micro/columns`, …) is not provided: the
-dashboard at /dashboard covers it. The reset answer is Micro 4's plain `Reset completed`. Before
+newer paged API (`/micro/events`, `/micro/timeline`, `/micro/columns`, `/micro/columnStats`) is in
+micro_paged.py. The reset answer is Micro 4's plain `Reset completed`. Before
 the first reset the watermark is the epoch, so `/micro/good` would return the data directory's
 whole history: reset at the start of a test run, as Micro users already do.
 
