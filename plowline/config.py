@@ -241,6 +241,14 @@ class DuckDBLoaderSettings(_Section):
     """The embedded warehouse."""
 
     path: str = Field("", description="DuckDB database file (default DATA_DIR/warehouse.duckdb).")
+    checkpoint_threshold_mb: int = Field(
+        256,
+        ge=1,
+        le=65_536,
+        description="Write-ahead log size (MiB) at which DuckDB checkpoints. A checkpoint rewrites the primary-key "
+        "index, so a larger threshold loads faster (DuckDB's own default, 16, halves the rate) at the price "
+        "of a longer log replay after a crash.",
+    )
 
 
 class PostgresLoaderSettings(_Section):

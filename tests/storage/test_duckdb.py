@@ -147,6 +147,25 @@ async def test_the_enriched_and_bad_loaders_share_one_connection(settings: Setti
     assert (_count(database), _count(database, "atomic.bad_rows")) == (1, 2)
 
 
+@pytest.mark.parametrize(("configured", "expected"), [(None, "256.0 MiB"), (64, "64.0 MiB")])
+async def test_the_checkpoint_threshold_is_the_configured_one(
+    tmp_path: Path, database: Path, configured: int | None, expected: str
+) -> None:
+    storage = {} if configured is None else {"duckdb": {"checkpoint_threshold_mb": configured}}
+    loader = open_duckdb_loader(Settings.model_validate({"data_dir": str(tmp_path), "storage": storage}), "enriched")
+    try:
+        assert loader._warehouse is not None
+        row = loader._warehouse.con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
+        assert row is not None and row[0] == expected
+    finally:
+        await loader.close()
+
+
+def test_a_checkpoint_threshold_below_one_mb_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="checkpoint_threshold_mb"):
+        Settings.model_validate({"data_dir": str(tmp_path), "storage": {"duckdb": {"checkpoint_threshold_mb": 0}}})
+
+
 def test_a_write_returns_only_when_it_survives_a_crash(tmp_path: Path, database: Path) -> None:
     script = textwrap.dedent(f"""
         import asyncio, os, sys
