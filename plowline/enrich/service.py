@@ -29,16 +29,9 @@ PROCESSOR = badrows.Processor("plowline-enrich", __version__)
 CONSUMER_GROUP = "enrich"
 
 
-def build_resolver(settings: Settings) -> Resolver:
-    enrich = settings.enrich
-    if enrich.resolver is not None:
-        return Resolver.from_config(enrich.resolver, extra_local_dirs=list(enrich.iglu))
-    return Resolver.default(extra_local_dirs=list(enrich.iglu))
-
-
 def build_pipeline(settings: Settings) -> Pipeline:
     """Resolver, enrichments (validated, every error reported at once), pipeline: fails fast on bad config."""
-    resolver = build_resolver(settings)
+    resolver = Resolver.configured(settings.enrich.resolver, extra_local_dirs=list(settings.enrich.iglu))
     base_dir = settings.enrich.enrichments or Path.cwd()
     assets = LocalAssetStore(base_dir if base_dir.is_dir() else base_dir.parent, settings.data_dir / "assets")
     enrichments = load_enrichments(settings.enrich.enrichments, resolver, assets)

@@ -194,6 +194,15 @@ class Resolver:
         options.setdefault("cache_ttl", 600)
         return cls([central], preferred=preferred, **options)
 
+    @classmethod
+    def configured(
+        cls, config: Mapping[str, Any] | str | Path | None, extra_local_dirs: Iterable[str | Path] = (), **options: Any
+    ) -> Self:
+        """`from_config(config)`, or `default()` when no resolver config is given (enrich.resolver unset)."""
+        if config is not None:
+            return cls.from_config(config, extra_local_dirs=extra_local_dirs, **options)
+        return cls.default(extra_local_dirs=extra_local_dirs, **options)
+
     def repositories_for(self, vendor: str) -> tuple[Repository, ...]:
         """The repositories asked for a schema of `vendor`, in order."""
         order = self._order.get(vendor)

@@ -1,9 +1,11 @@
 """The Snowplow Micro compatible API (spec/protocol.md §5) on `plowline up` with micro.enabled, fed by the real
 Python tracker and by requests that must fail: /micro/all, /micro/good (GET and POST filters), /micro/bad (GET
-and POST filters), /micro/reset (a watermark: history stays, the API counts from it)."""
+and POST filters), /micro/reset (a watermark: history stays, the API counts from it), /micro/iglu (the schemas
+enrich resolves)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -16,8 +18,11 @@ import pytest
 import requests
 from snowplow_tracker import Emitter, SelfDescribing, SelfDescribingJson, Tracker
 
+from plowline.analytics.dashboard import create_dashboard_app
+from plowline.config import Settings
 from tests.e2e.dashboard_support import start_plowline_up, wait_for
 from tests.e2e.support import ACME_CONTEXT_SCHEMA, ACME_EVENT_SCHEMA, PythonTrackerRun, track_python_events
+from tests.support.collector_process import free_port
 from tests.support.plowline_cli import PlowlineProcess
 
 pytestmark = pytest.mark.e2e
@@ -201,6 +206,28 @@ def test_other_micro_paths_and_the_collector_beside_it(micro: Micro) -> None:
     assert httpx.get(micro.base_url + "/dashboard/", timeout=10).status_code == 200
 
 
+def test_iglu_answers_the_schemas_enrich_resolves(micro: Micro) -> None:
+    """/micro/iglu asks the resolver enrich uses (here: embedded schemas, Iglu Central's snapshot and the com.acme
+    directory, no HTTP): the schema itself, or 404 with every repository's lookup record, as Snowplow Micro does."""
+    acme = micro.get("/micro/iglu/com.acme/e2e_event/jsonschema/1-0-0")
+    assert acme["self"] == {"vendor": "com.acme", "name": "e2e_event", "format": "jsonschema", "version": "1-0-0"}
+    assert acme["properties"]["index"] == {"type": "integer"}
+    standard = micro.get("/micro/iglu/com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0")
+    assert standard["self"]["name"] == "web_page" and "id" in standard["properties"]
+
+    missing = httpx.get(micro.base_url + "/micro/iglu/com.acme/e2e_event/jsonschema/1-0-9", timeout=10)
+    assert missing.status_code == 404
+    history = missing.json()["value"]
+    assert len(history) >= 2  # the embedded repository and each --iglu directory was asked
+    assert all(record["errors"] == [{"error": "NotFound"}] and record["attempts"] == 1 for record in history.values())
+    assert all(record["lastAttempt"].endswith("Z") for record in history.values())
+
+    for malformed in ("com.acme/e2e_event/jsonschema/1-0", "com.acme/e2e_event/avro/1-0-0", "com.acme",
+                      "com.acme/e2e_event/jsonschema/0-x-0"):
+        refused = httpx.get(f"{micro.base_url}/micro/iglu/{malformed}", timeout=10)
+        assert refused.status_code == 404 and refused.text.startswith("Schema lookup should be in format"), malformed
+
+
 def test_micro_is_off_by_default(tmp_path: Path) -> None:
     process, base_url = start_plowline_up(tmp_path, micro=False)
     try:
@@ -216,11 +243,6 @@ def test_micro_is_off_by_default(tmp_path: Path) -> None:
 def test_micro_answers_nothing_yet_before_the_warehouse_exists(tmp_path: Path) -> None:
     """Just after `plowline up` starts, before the loader has created the warehouse, Micro answers
     empty results (as Snowplow Micro does at start), not an error; bad filters are still refused."""
-    import asyncio
-
-    from plowline.analytics.dashboard import create_dashboard_app
-    from plowline.config import Settings
-
     settings = Settings(data_dir=tmp_path / "data", micro={"enabled": True})
     app = create_dashboard_app(settings, host="127.0.0.1")
 
@@ -241,3 +263,26 @@ def test_micro_answers_nothing_yet_before_the_warehouse_exists(tmp_path: Path) -
     assert (bad.status_code, bad.json()) == (200, [])
     assert refused.status_code == 400
     assert dashboard.status_code == 503 and "no warehouse" in dashboard.json()["error"]
+
+
+def test_iglu_says_when_a_repository_cannot_be_asked(tmp_path: Path) -> None:
+    """A registry that is down is not a missing schema: 503 (ask again), not Micro's 404 lookup history."""
+    resolver = tmp_path / "resolver.json"
+    resolver.write_text(json.dumps({
+        "schema": "iglu:com.snowplowanalytics.iglu/resolver-config/jsonschema/1-0-3",
+        "data": {"cacheSize": 10, "cacheTtl": 60, "repositories": [{
+            "name": "Down", "priority": 0, "vendorPrefixes": ["com.acme"],
+            "connection": {"http": {"uri": f"http://127.0.0.1:{free_port()}/api"}},
+        }]},
+    }))
+    settings = Settings(data_dir=tmp_path / "data", micro={"enabled": True}, enrich={"resolver": resolver})
+    app = create_dashboard_app(settings, host="127.0.0.1")
+
+    async def ask() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://micro") as client:
+            return await client.get("/micro/iglu/com.acme/anything/jsonschema/1-0-0")
+
+    answer = asyncio.run(ask())
+    assert answer.status_code == 503
+    assert answer.json()["error"] == "RepositoryUnavailable" and "Down" in answer.json()["message"]

@@ -14,6 +14,7 @@ Routes (all read-only; the warehouse is only ever sent SELECTs):
     GET /dashboard/api/derived           tables of the `derived` schema (the SQL models), if any
     /micro/all, /micro/good, /micro/bad, /micro/reset   when micro.enabled (see micro.py)
     /micro/events, /micro/timeline, /micro/columns, /micro/columnStats   likewise (see micro_paged.py)
+    GET /micro/iglu/<vendor>/<name>/jsonschema/<m-r-a>   likewise: the schema as enrich's resolver finds it
 
 Access: when a token is configured (dashboard.token, PLOWLINE_DASHBOARD__TOKEN) every route asks
 for it, as `Authorization: Bearer <token>`, or as a cookie that opening `/dashboard?token=<token>`
@@ -49,6 +50,9 @@ from plowline.analytics.dashboard.micro import MicroStore
 from plowline.analytics.query import NoWarehouse, QueryError
 from plowline.config import Settings
 from plowline.errors import ConfigError
+from plowline.iglu.errors import RepositoryUnavailable, ResolutionError
+from plowline.iglu.resolver import Resolver
+from plowline.schema_key import InvalidSchemaKey, SchemaKey
 
 __all__ = ["TOKEN_COOKIE", "create_dashboard_app", "is_loopback"]
 
@@ -62,8 +66,9 @@ _SECURITY_HEADERS = {
 }
 _MICRO_ENDPOINTS = (
     "/micro/all, /micro/good, /micro/bad, /micro/reset, /micro/events, /micro/timeline, /micro/columns, "
-    "/micro/columnStats"
+    "/micro/columnStats, /micro/iglu"
 )
+_IGLU_PATH = "Schema lookup should be in format iglu/{vendor}/{schemaName}/jsonschema/{model}-{revision}-{addition}"
 _MAX_LIMIT = 500
 T = TypeVar("T")
 
@@ -135,6 +140,9 @@ class _Dashboard:
         self.settings = settings
         self.run = run
         self.micro = MicroStore(settings, run)
+        # The resolver enrich builds from the same settings, so /micro/iglu answers what enrich would see.
+        self.resolver = (Resolver.configured(settings.enrich.resolver, extra_local_dirs=list(settings.enrich.iglu))
+                         if settings.micro.enabled else None)
         package = resources.files("plowline.analytics.dashboard") / "static"
         self.page = (package / "index.html").read_bytes()
         self.static = {name: (package / name).read_bytes() for name in _STATIC}
@@ -265,6 +273,28 @@ class _Dashboard:
         await anyio.to_thread.run_sync(self.micro.reset)
         return PlainTextResponse("Reset completed")
 
+    async def micro_iglu(self, request: Request) -> Response:
+        """Micro's schema check: the schema (200), or 404 with the lookup history of every repository asked."""
+        params = request.path_params
+        try:
+            key = SchemaKey.parse(f"iglu:{params['vendor']}/{params['name']}/jsonschema/{params['version']}")
+        except InvalidSchemaKey:
+            return PlainTextResponse(_IGLU_PATH, status_code=404)
+        resolver = self.resolver
+        assert resolver is not None  # the route exists only when Micro is enabled
+        try:
+            schema = await anyio.to_thread.run_sync(resolver.lookup, key)
+        except ResolutionError as exc:
+            history = {entry["repository"]: {k: v for k, v in entry.items() if k != "repository"}
+                       for entry in exc.lookup_history}
+            return JSONResponse({"value": history}, status_code=404)
+        except RepositoryUnavailable as exc:  # transient: worth asking again, unlike a 404
+            return JSONResponse({"error": "RepositoryUnavailable", "message": str(exc)}, status_code=503)
+        return JSONResponse(schema, headers={"Cache-Control": "no-store"})
+
+    async def micro_iglu_other(self, request: Request) -> Response:
+        return PlainTextResponse(_IGLU_PATH, status_code=404)
+
     async def micro_other(self, request: Request) -> Response:
         return PlainTextResponse(f"Supported endpoints: {_MICRO_ENDPOINTS}", status_code=404)
 
@@ -373,6 +403,8 @@ def create_dashboard_app(settings: Settings, *, host: str, run: wh.Runner | None
             Route("/micro/timeline", handlers.micro_timeline, methods=["POST"]),
             Route("/micro/columns", handlers.micro_columns, methods=["GET"]),
             Route("/micro/columnStats", handlers.micro_column_stats, methods=["POST"]),
+            Route("/micro/iglu/{vendor}/{name}/jsonschema/{version}", handlers.micro_iglu, methods=["GET"]),
+            Route("/micro/iglu/{rest:path}", handlers.micro_iglu_other, methods=["GET"]),
             Route("/micro/{rest:path}", handlers.micro_other, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ]
     app = Starlette(
