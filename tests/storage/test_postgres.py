@@ -128,7 +128,7 @@ def test_migrations_apply_once_and_opening_again_changes_nothing(
     versions = db.execute(
         sql.SQL("SELECT version FROM {}.plowline_migrations ORDER BY version").format(sql.Identifier(schema))
     ).fetchall()
-    assert [v for (v,) in versions] == [1, 2]
+    assert [v for (v,) in versions] == [1, 2, 3]
 
 
 def test_a_later_migration_applies_once_to_an_existing_schema(settings: Settings, db: psycopg.Connection[Any]) -> None:
@@ -142,9 +142,12 @@ def test_a_later_migration_applies_once_to_an_existing_schema(settings: Settings
         ).format(sql.Identifier(schema))
     )
 
-    assert PostgresLoader(dsn, schema, "enriched").ensure_schema() == [2]
+    assert PostgresLoader(dsn, schema, "enriched").ensure_schema() == [2, 3]
     assert PostgresLoader(dsn, schema, "enriched").ensure_schema() == []
     assert _one(db, "SELECT count(load_tstamp) FROM {schema}.events", schema) == 1
+    indexes = db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'events'",
+                         [schema]).fetchall()
+    assert {name for (name,) in indexes} >= {"events_collector_tstamp_brin", "events_load_tstamp_brin"}
 
 
 def test_loaders_starting_at_once_migrate_once(settings: Settings, db: psycopg.Connection[Any]) -> None:
@@ -158,8 +161,8 @@ def test_loaders_starting_at_once_migrate_once(settings: Settings, db: psycopg.C
 
     with ThreadPoolExecutor(len(loaders)) as pool:
         applied = list(pool.map(start, loaders))
-    assert sorted(map(tuple, applied)) == [(), (), (), (), (), (1, 2)]
-    assert _one(db, "SELECT count(*) FROM {schema}.plowline_migrations", schema) == 2
+    assert sorted(map(tuple, applied)) == [(), (), (), (), (), (1, 2, 3)]
+    assert _one(db, "SELECT count(*) FROM {schema}.plowline_migrations", schema) == 3
 
 
 def test_an_empty_dsn_is_a_config_error(postgres_schema: str) -> None:
