@@ -43,6 +43,7 @@ from benchlib import machine_facts
 REPO = Path(__file__).resolve().parents[1]
 JS_DIR = REPO / "tests" / "e2e" / "js"
 SCRIPT = REPO / "plowline" / "trackers" / "js" / "plowline.js"
+SERVED = REPO / "plowline" / "trackers" / "js" / "plowline.min.js"  # what the collector serves
 OFFICIAL_UMD = JS_DIR / "node_modules" / "@snowplow" / "browser-tracker" / "dist" / "index.umd.min.js"
 ESBUILD = JS_DIR / "node_modules" / ".bin" / "esbuild"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -79,9 +80,10 @@ def sizes() -> dict[str, dict[str, int]]:
     theirs = esbuild(["--bundle", "--minify", "--format=iife", "--global-name=snowplowBrowserTracking",
                       "--target=es2017", "--loader=js"], stdin=b"export * from '@snowplow/browser-tracker';\n")
     official = OFFICIAL_UMD.read_bytes()
-    source = SCRIPT.read_bytes()
+    source, served = SCRIPT.read_bytes(), SERVED.read_bytes()
     return {
         "plowline.js (source)": {"bytes": len(source), "gzip9": gzip9(source)},
+        "plowline.js as served (plowline.min.js)": {"bytes": len(served), "gzip9": gzip9(served)},
         "plowline.js (esbuild --minify)": {"bytes": len(ours), "gzip9": gzip9(ours)},
         "@snowplow/browser-tracker (esbuild --bundle --minify)": {"bytes": len(theirs), "gzip9": gzip9(theirs)},
         "@snowplow/browser-tracker (npm dist/index.umd.min.js)": {"bytes": len(official), "gzip9": gzip9(official)},

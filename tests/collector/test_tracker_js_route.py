@@ -1,4 +1,5 @@
-"""The collector serves plowline.js at /plowline.js: the packaged file, cache headers, ETag revalidation, gzip."""
+"""The collector serves plowline.js at /plowline.js: the packaged minified build, cache headers, ETag
+revalidation, gzip."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from plowline.config import TrackerScriptSettings
 from plowline.errors import ConfigError
 from tests.collector.conftest import Harness, HarnessFactory
 
-PACKAGED = resources.files("plowline").joinpath("trackers/js/plowline.js").read_bytes()
+PACKAGED = resources.files("plowline").joinpath("trackers/js/plowline.min.js").read_bytes()
+SOURCE = resources.files("plowline").joinpath("trackers/js/plowline.js").read_bytes()
 
 
 async def test_serves_the_packaged_script_with_cache_headers(collector_app: Harness) -> None:
@@ -26,10 +28,12 @@ async def test_serves_the_packaged_script_with_cache_headers(collector_app: Harn
     assert re.fullmatch(r'"[0-9a-f]{32}"', response.headers["etag"])
     assert "content-encoding" not in response.headers
     assert response.headers["vary"] == "Accept-Encoding"
-    # The file says which version it is, and that version is what it sends as `tv`.
-    version = re.search(rb"const VERSION = '([0-9]+\.[0-9]+\.[0-9]+)';", PACKAGED)
+    # The served build says which version it is, the source's, and that version is what it sends as `tv`.
+    version = re.search(rb"const VERSION = '([0-9]+\.[0-9]+\.[0-9]+)';", SOURCE)
     assert version is not None
-    assert b"'plowline-js-' + VERSION" in PACKAGED
+    assert b"'plowline-js-' + VERSION" in SOURCE
+    assert PACKAGED.startswith(b"/*! plowline.js " + version.group(1) + b" | Apache-2.0 |")
+    assert len(PACKAGED) < len(SOURCE) / 1.5
     # Serving the script is not tracking: nothing is stored, no cookie is set.
     assert "set-cookie" not in response.headers
     assert collector_app.records() == [] and collector_app.bad_rows() == []
