@@ -243,6 +243,23 @@ def _rows(table: pa.Table) -> list[tuple[Any, ...]]:
     return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
 
 
+def _summarize_brin(conn: Any, schema: str) -> None:
+    """Summarize the events table's newest BRIN ranges, so the scope and high-water scans skip the rest.
+
+    Autovacuum summarizes a range once it is full (autosummarize), but not the one being filled, nor
+    any before its next pass; unsummarized ranges are always read. Summarizing needs the table's owner
+    (the loader's role): without that right the run goes on, only slower.
+    """
+    import psycopg
+
+    quoted = '"' + schema.replace('"', '""') + '"'
+    for index in ("events_load_tstamp_brin", "events_collector_tstamp_brin"):
+        try:  # to_regclass: NULL, so nothing done, for an index a loader has not created yet
+            conn.execute("SELECT brin_summarize_new_values(to_regclass(%s))", [f"{quoted}.{index}"])
+        except psycopg.errors.InsufficientPrivilege:
+            return
+
+
 def _run_postgres(settings: Settings, statements: Sequence[str]) -> list[tuple[Any, ...]]:
     import psycopg
 
@@ -259,6 +276,7 @@ def _run_postgres(settings: Settings, statements: Sequence[str]) -> list[tuple[A
             # another one takes its snapshot after that one committed.
             conn.execute("SELECT pg_advisory_lock(%s, %s)", _PG_LOCK)
             try:
+                _summarize_brin(conn, settings.storage.postgres.schema_name)
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
                 # The window functions sort whole sessions: more sort memory than the default 4 MB
                 # keeps them off disk. For this transaction only.

@@ -339,6 +339,57 @@ async def test_no_page_views_gives_empty_models(warehouse: Warehouse) -> None:
     assert [(c.model, c.rows) for c in result.counts] == [("page_views", 0), ("sessions", 0), ("users", 0)]
 
 
+def _postgres_warehouse(tmp_path: Path, dsn: str) -> Warehouse:
+    settings = Settings.model_validate(
+        {"data_dir": str(tmp_path), "storage": {"loaders": ["postgres"], "postgres": {"dsn": dsn}}}
+    )
+    return Warehouse("postgres", settings)
+
+
+async def test_on_postgres_a_run_first_summarizes_the_new_brin_ranges(tmp_path: Path, postgres_database: str) -> None:
+    """Unsummarized BRIN ranges are always read: the run summarizes them, so its load_tstamp scans stay small."""
+    warehouse = _postgres_warehouse(tmp_path, postgres_database)
+    new = warehouse.events
+    # Enough rows to fill more than the first range of 128 pages, which the index summarizes from the start.
+    await warehouse.load([new("struct", f"bulk{n}", None, s(n), se_category="bulk", se_label=uuid.uuid4().hex * 25)
+                          for n in range(2500)])
+    assert warehouse.rows("SELECT pg_relation_size('atomic.events') / current_setting('block_size')::int")[0][0] > 256
+    await warehouse.load(first_batch(new))
+    warehouse.run()
+    assert warehouse.rows(
+        "SELECT brin_summarize_new_values('atomic.events_load_tstamp_brin'),"
+        " brin_summarize_new_values('atomic.events_collector_tstamp_brin')"
+    ) == [(0, 0)]  # nothing was left to summarize
+
+
+async def test_on_postgres_a_role_that_does_not_own_events_can_still_run_the_models(
+    tmp_path: Path, postgres_database: str
+) -> None:
+    """Summarizing needs the table's owner; a reporting role that may only read atomic.events runs without it."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    owner = _postgres_warehouse(tmp_path, postgres_database)
+    await owner.load(first_batch(owner.events))
+    role = f"plowline_models_reader_{uuid.uuid4().hex[:8]}"
+    database = conninfo_to_dict(postgres_database)["dbname"]
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(str(database)),
+                                                                        sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA atomic TO {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT SELECT ON atomic.events TO {}").format(sql.Identifier(role)))
+    try:
+        reader = _postgres_warehouse(tmp_path, make_conninfo(postgres_database, user=role))
+        result = reader.run()
+        assert [(c.model, c.rows) for c in result.counts] == [("page_views", 4), ("sessions", 3), ("users", 2)]
+    finally:
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
 @pytest.mark.parametrize(
     ("loaders", "configured", "given", "expected"),
     [

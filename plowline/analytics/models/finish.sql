@@ -8,7 +8,10 @@ SELECT
     {{run_at}},
     {{full_refresh}},
     {{window_start}},
-    coalesce((SELECT max(load_tstamp) FROM {{events}}), {{previous_high_water}}),
+    -- Only rows loaded since the last high-water mark can raise it: a BRIN range scan, not the table.
+    coalesce((SELECT max(load_tstamp) FROM {{events}}
+              WHERE load_tstamp >= coalesce({{previous_high_water}}, TIMESTAMP '-infinity')),
+             {{previous_high_water}}),
     (SELECT count(*) FROM derived.plowline_models_scope_sessions),
     (SELECT count(DISTINCT domain_userid) FROM derived.plowline_models_scope_users);
 

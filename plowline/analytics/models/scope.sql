@@ -11,7 +11,8 @@ SELECT DISTINCT e.domain_sessionid
 FROM {{events}} AS e
 WHERE e.domain_sessionid IS NOT NULL
   AND e.event IN ('page_view', 'page_ping')
-  AND ({{window_start}} IS NULL OR e.load_tstamp > {{window_start}});
+  -- One comparison, not `IS NULL OR`, so PostgreSQL can use the load_tstamp BRIN index.
+  AND e.load_tstamp > coalesce({{window_start}}, TIMESTAMP '-infinity');
 
 INSERT INTO derived.plowline_models_scope_users (domain_userid)
 SELECT DISTINCT s.domain_userid

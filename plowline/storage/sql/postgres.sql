@@ -212,5 +212,9 @@ ALTER TABLE {schema}.events ADD COLUMN IF NOT EXISTS load_tstamp timestamp DEFAU
 -- migration: 3 events.load_tstamp BRIN index
 -- Incremental models read only what was loaded since their last run (load_tstamp > high-water
 -- mark). Rows are appended in load order, so a BRIN index lets that be a scan of the newest
--- blocks instead of the whole table, at almost no cost to the load.
-CREATE INDEX IF NOT EXISTS events_load_tstamp_brin ON {schema}.events USING brin (load_tstamp);
+-- blocks instead of the whole table, at almost no cost to the load. A BRIN index only narrows
+-- ranges it has summarized: autosummarize has autovacuum summarize each range once it is full,
+-- and the models runner summarizes what is new before it reads.
+CREATE INDEX IF NOT EXISTS events_load_tstamp_brin ON {schema}.events USING brin (load_tstamp)
+    WITH (autosummarize = on);
+ALTER INDEX {schema}.events_collector_tstamp_brin SET (autosummarize = on);
