@@ -30,10 +30,10 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML config file (default: $PLOWLINE_CONFIG, then ./plowline.toml)."),
 ]
-DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [default: ./plowline-data].")]
-PortOption = Annotated[int | None, typer.Option("--port", help="Collector port [default: 9090].")]
-HostOption = Annotated[str | None, typer.Option("--host", help="Collector interface [default: 127.0.0.1].")]
-WorkersOption = Annotated[int | None, typer.Option("--workers", help="Collector worker processes [default: 1].", min=1)]
+DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default: ./plowline-data).")]
+PortOption = Annotated[int | None, typer.Option("--port", help="Collector port (default: 9090).")]
+HostOption = Annotated[str | None, typer.Option("--host", help="Collector interface (default: 127.0.0.1).")]
+WorkersOption = Annotated[int | None, typer.Option("--workers", help="Collector worker processes (default: 1).", min=1)]
 
 # soft_wrap: messages (DuckDB's, paths) stay on one line for scripts that read stderr.
 err = Console(stderr=True, soft_wrap=True)

@@ -160,7 +160,7 @@ def models_run(
     data_dir: DataDirOption = None,
     target: Annotated[
         str | None,
-        typer.Option("--target", help="duckdb or postgres \\[default: models.target, auto: the loader in use]."),
+        typer.Option("--target", help="duckdb or postgres (default: models.target; auto: the loader in use)."),
     ] = None,
     full_refresh: Annotated[
         bool, typer.Option("--full-refresh", help="Drop the derived tables and rebuild them from every event.")

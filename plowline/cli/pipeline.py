@@ -69,7 +69,7 @@ def up(
     host: HostOption = None,
     workers: WorkersOption = None,
     enrich_workers: Annotated[
-        int | None, typer.Option("--enrich-workers", help="Enrich worker processes [default: cores].", min=1)
+        int | None, typer.Option("--enrich-workers", help="Enrich worker processes (default: cores).", min=1)
     ] = None,
     iglu: IgluOption = None,
     enrichments: EnrichmentsOption = None,
@@ -124,7 +124,7 @@ def up(
 def enrich(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes [default: cores].", min=1)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes (default: cores).", min=1)] = None,
     iglu: IgluOption = None,
     enrichments: EnrichmentsOption = None,
     resolver: ResolverOption = None,
@@ -179,7 +179,7 @@ def load(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     loader: Annotated[
-        list[str] | None, typer.Option("--loader", help="Loader to run (repeatable) [default: storage.loaders].")
+        list[str] | None, typer.Option("--loader", help="Loader to run; repeatable (default: storage.loaders).")
     ] = None,
 ) -> None:
     """Load the enriched and bad streams into storage: files, parquet, duckdb, postgres."""
@@ -216,8 +216,8 @@ def collector(
 def dashboard_command(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
-    host: Annotated[str | None, typer.Option("--host", help="Interface [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="TCP port [default: 9091].")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Interface (default: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="TCP port (default: 9091).")] = None,
 ) -> None:
     """Serve the read-only web dashboard (and the Micro API when micro.enabled) alone, over the warehouse."""
     import uvicorn
