@@ -86,13 +86,13 @@ class StatusDisplay:
             self._live.__exit__(None, None, None)
 
     def tick(self) -> None:
+        """Called often by the supervisor: counts only when a line is due (each second on a terminal,
+        each `log_every_s` in the log), since counting reads the logs' new frame headers."""
         now = time.monotonic()
-        if now - self._last_tick < 1.0:
-            return
-        self._last_tick = now
-        text = self.status.line()
         if self._live is not None:
-            self._live.update(Text(text))
+            if now - self._last_tick >= 1.0:
+                self._last_tick = now
+                self._live.update(Text(self.status.line()))
         elif now - self._last_log >= self.log_every_s:
             self._last_log = now
-            log.info("pipeline status", status=text)
+            log.info("pipeline status", status=self.status.line())
