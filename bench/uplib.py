@@ -118,9 +118,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def role(cmdline: str) -> str:
-    """Which part of the pipeline a `plowline up` process is: collector, enrich, load or supervisor."""
+    """Which part of the pipeline a `plowline up` process is: collector, enrich, load, models or supervisor."""
     words = cmdline.split()
-    for name in ("collector", "enrich", "load"):
+    for name in ("collector", "enrich", "load", "models"):
         if name in words:
             return name
     if "up" in words:
