@@ -204,6 +204,9 @@ def test_other_micro_paths_and_the_collector_beside_it(micro: Micro) -> None:
     assert unknown.status_code == 404 and unknown.text.startswith("Supported endpoints:")
     assert httpx.get(micro.base_url + "/health", timeout=10).text == "ok"
     assert httpx.get(micro.base_url + "/dashboard/", timeout=10).status_code == 200
+    for ui in ("/micro/ui", "/micro/ui/", "/micro/ui/events"):  # Micro's UI address leads to the dashboard
+        moved = httpx.get(micro.base_url + ui, timeout=10)
+        assert (moved.status_code, moved.headers["location"]) == (307, "/dashboard/"), ui
 
 
 def test_iglu_answers_the_schemas_enrich_resolves(micro: Micro) -> None:

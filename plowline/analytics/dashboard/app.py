@@ -15,6 +15,7 @@ Routes (all read-only; the warehouse is only ever sent SELECTs):
     /micro/all, /micro/good, /micro/bad, /micro/reset   when micro.enabled (see micro.py)
     /micro/events, /micro/timeline, /micro/columns, /micro/columnStats   likewise (see micro_paged.py)
     GET /micro/iglu/<vendor>/<name>/jsonschema/<m-r-a>   likewise: the schema as enrich's resolver finds it
+    GET /micro/ui, /micro/ui/...         likewise: a redirect to the dashboard, Plowline's UI for the same data
 
 Access: when a token is configured (dashboard.token, PLOWLINE_DASHBOARD__TOKEN) every route asks
 for it, as `Authorization: Bearer <token>`, or as a cookie that opening `/dashboard?token=<token>`
@@ -66,7 +67,7 @@ _SECURITY_HEADERS = {
 }
 _MICRO_ENDPOINTS = (
     "/micro/all, /micro/good, /micro/bad, /micro/reset, /micro/events, /micro/timeline, /micro/columns, "
-    "/micro/columnStats, /micro/iglu"
+    "/micro/columnStats, /micro/iglu, /micro/ui"
 )
 _IGLU_PATH = "Schema lookup should be in format iglu/{vendor}/{schemaName}/jsonschema/{model}-{revision}-{addition}"
 _MAX_LIMIT = 500
@@ -295,6 +296,10 @@ class _Dashboard:
     async def micro_iglu_other(self, request: Request) -> Response:
         return PlainTextResponse(_IGLU_PATH, status_code=404)
 
+    async def micro_ui(self, request: Request) -> Response:
+        # Micro's UI lives at /micro/ui; bookmarks and docs that point there land on the dashboard.
+        return RedirectResponse("/dashboard/", status_code=307)
+
     async def micro_other(self, request: Request) -> Response:
         return PlainTextResponse(f"Supported endpoints: {_MICRO_ENDPOINTS}", status_code=404)
 
@@ -405,6 +410,8 @@ def create_dashboard_app(settings: Settings, *, host: str, run: wh.Runner | None
             Route("/micro/columnStats", handlers.micro_column_stats, methods=["POST"]),
             Route("/micro/iglu/{vendor}/{name}/jsonschema/{version}", handlers.micro_iglu, methods=["GET"]),
             Route("/micro/iglu/{rest:path}", handlers.micro_iglu_other, methods=["GET"]),
+            Route("/micro/ui", handlers.micro_ui, methods=["GET"]),
+            Route("/micro/ui/{rest:path}", handlers.micro_ui, methods=["GET"]),
             Route("/micro/{rest:path}", handlers.micro_other, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ]
     app = Starlette(
