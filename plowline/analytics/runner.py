@@ -94,6 +94,10 @@ class ModelsError(PlowlineError):
     """A models run that could not be done: no warehouse, a refused script, a database error."""
 
 
+class NoWarehouseYet(ModelsError):
+    """The DuckDB warehouse file does not exist: nothing has been loaded yet (as just after `up` starts)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelCount:
     """One model after a run: its rows, and how many of them the run rebuilt."""
@@ -209,7 +213,7 @@ def _run_duckdb(
         if answered is not None:
             return "duckdb loader socket", _rows(answered)
         if not database.exists():
-            raise ModelsError(
+            raise NoWarehouseYet(
                 f"no warehouse at {database}: run `plowline up` or `plowline load` with the duckdb loader first"
             )
         try:

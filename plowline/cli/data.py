@@ -24,7 +24,11 @@ from plowline.cli.common import (
     models_app,
     settings_from_options,
 )
+from plowline.config import Settings
 from plowline.observability import configure_logging
+
+# `models run --every`: how often to look for a warehouse that does not exist yet.
+_WAREHOUSE_POLL_S = 5.0
 
 
 def _when(text: str | None, option: str) -> datetime | None:
@@ -170,35 +174,64 @@ def models_run(
         typer.Option("--every", help="Keep running: once every this many seconds, until stopped.", min=0.1),
     ] = None,
 ) -> None:
-    import time
-
     from plowline.analytics.runner import ModelsError, run_models
-    from plowline.observability import get_logger
 
     if target is not None and target not in ("duckdb", "postgres"):
         err.print(f"[bold red]--target[/] must be duckdb or postgres, not {target!r}", highlight=False)
         raise typer.Exit(2)
     settings = settings_from_options(config, data_dir)
     configure_logging(settings.log_level, settings.log_format)
+    if every is not None:
+        _run_models_every(settings, target, full_refresh, every)
+        return
+    try:
+        result = run_models(settings, target=target, full_refresh=full_refresh)
+    except ModelsError as exc:
+        err.print(f"[bold red]models run failed[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    table = Table("model", "rows", "rebuilt this run", title=f"derived.* on {result.via} in {result.seconds:.2f} s")
+    for count in result.counts:
+        table.add_row(f"derived.{count.model}", str(count.rows), str(count.rebuilt))
+    Console().print(table)
+
+
+def _run_models_every(settings: Settings, target: str | None, full_refresh: bool, every: float) -> None:
+    """`models run --every`: a run every `every` seconds until SIGTERM or Ctrl-C, which end it cleanly
+    (a run cut short rolls back: each is one transaction). Only the first run may be a full refresh."""
+    import signal
+    import time
+    from types import FrameType
+
+    from plowline.analytics.runner import ModelsError, NoWarehouseYet, run_models
+    from plowline.observability import get_logger
+
     log = get_logger("models")
-    while True:
-        try:
-            result = run_models(settings, target=target, full_refresh=full_refresh)
-        except ModelsError as exc:
-            if every is None:
-                err.print(f"[bold red]models run failed[/] {exc}", highlight=False)
-                raise typer.Exit(1) from None
-            log.warning("models run failed; trying again later", error=str(exc), in_s=every)
-        else:
-            if every is None:
-                table = Table("model", "rows", "rebuilt this run",
-                              title=f"derived.* on {result.via} in {result.seconds:.2f} s")
-                for count in result.counts:
-                    table.add_row(f"derived.{count.model}", str(count.rows), str(count.rebuilt))
-                Console().print(table)
-                return
-            log.info("models run", via=result.via, seconds=round(result.seconds, 3),
-                     **{count.model: count.rows for count in result.counts},
-                     sessions_rebuilt=next((c.rebuilt for c in result.counts if c.model == "sessions"), 0))
-        full_refresh = False  # with --every, only the first run is a full refresh
-        time.sleep(every)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    waiting = False
+    try:
+        while True:
+            try:
+                result = run_models(settings, target=target, full_refresh=full_refresh)
+            except NoWarehouseYet as exc:
+                # Just after `plowline up` starts, before the loader has stored anything: not a failure,
+                # and worth looking again soon rather than a whole interval later.
+                if not waiting:
+                    log.info("models will run once the warehouse exists", error=str(exc))
+                    waiting = True
+                time.sleep(min(every, _WAREHOUSE_POLL_S))
+                continue
+            except ModelsError as exc:
+                log.warning("models run failed; trying again later", error=str(exc), in_s=every)
+            else:
+                log.info("models run", via=result.via, seconds=round(result.seconds, 3),
+                         **{count.model: count.rows for count in result.counts},
+                         sessions_rebuilt=next((c.rebuilt for c in result.counts if c.model == "sessions"), 0))
+            full_refresh = False
+            waiting = False
+            time.sleep(every)
+    except KeyboardInterrupt:
+        log.info("models schedule stopped")

@@ -597,6 +597,26 @@ def _append_enriched(data_dir: Path, events: list[EnrichedEvent]) -> None:
     asyncio.run(write())
 
 
+def test_models_every_waits_for_the_warehouse_without_failing_and_runs_once_it_exists(tmp_path: Path) -> None:
+    """Just after `plowline up` starts there is no warehouse yet: the scheduled run says it will wait (not a
+    failure, once), looks again every few seconds instead of a whole interval later, then runs."""
+    data = tmp_path / "data"
+    models = PlowlineProcess(["models", "run", "--data-dir", str(data), "--every", "600"], tmp_path,
+                             tmp_path / "models.log")
+    try:
+        models.start(lambda: "models will run once the warehouse exists" in models.log(), timeout_s=60)
+        settings = Settings.model_validate({"data_dir": str(data)})
+        asyncio.run(Warehouse("duckdb", settings).load(first_batch(Events())))
+        models.wait_until(lambda: "models run" in models.log().replace("models run failed", ""), 60,
+                          "the first run, well before the 600 s interval")
+        assert models.stop() == 0, models.log()[-4000:]
+    finally:
+        models.kill()
+    log = models.log()
+    assert log.count("models will run once the warehouse exists") == 1
+    assert "failed" not in log and "page_views=4" in log, log[-2000:]
+
+
 @pytest.mark.e2e
 def test_plowline_up_runs_the_models_on_a_schedule_while_its_loader_holds_the_warehouse(tmp_path: Path) -> None:
     data = tmp_path / "data"
