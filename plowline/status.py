@@ -1,4 +1,4 @@
-"""The live status of `plowline up`: records in each stream, rates, and each consumer's backlog."""
+"""The live status of `plowline up`: records into each stream since it started, rates, and each consumer's backlog."""
 
 from __future__ import annotations
 
@@ -45,23 +45,31 @@ class PipelineStatus:
 
     def line(self) -> str:
         now = time.monotonic()
-        raw = self.raw.refresh() if self.raw else 0
-        enriched = self.enriched.refresh() if self.enriched else 0
-        bad = self.bad.refresh() if self.bad else 0
+        # Records since `up` started: the logs keep all history, which is not counted (see LogStats).
+        raw = _new(self.raw)
+        enriched = _new(self.enriched)
+        bad = _new(self.bad)
         then, raw_before, enriched_before = self._last
         elapsed = now - then if then else 0.0
         raw_rate = (raw - raw_before) / elapsed if elapsed else 0.0
         enriched_rate = (enriched - enriched_before) / elapsed if elapsed else 0.0
         self._last = (now, raw, enriched)
         parts = [
-            f"raw {raw:,} ({raw_rate:,.0f}/s)",
+            f"raw +{raw:,} ({raw_rate:,.0f}/s)",
             f"enrich lag {self.raw.backlog('enrich'):,}" if self.raw else "",
-            f"enriched {enriched:,} ({enriched_rate:,.0f}/s)",
-            f"bad {bad:,}",
+            f"enriched +{enriched:,} ({enriched_rate:,.0f}/s)",
+            f"bad +{bad:,}",
         ]
         if self.enriched:
             parts += [f"{name} lag {self.enriched.backlog(name):,}" for name in self.loaders]
         return "  ".join(part for part in parts if part)
+
+
+def _new(stats: LogStats | None) -> int:
+    if stats is None:
+        return 0
+    stats.refresh()
+    return stats.new
 
 
 class StatusDisplay:

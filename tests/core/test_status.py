@@ -44,11 +44,15 @@ def test_off_a_terminal_it_counts_only_when_it_logs(monkeypatch: pytest.MonkeyPa
     assert logged == ["line 1", "line 2"] and status.lines == 2  # at 0 s and at 30 s, nothing in between
 
 
-async def test_the_line_counts_records_and_lags(tmp_path: Path) -> None:
+async def test_the_line_counts_records_since_start_and_lags(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     sink = open_file_sink(settings.raw_stream_url())
-    await sink.write([b"one", b"two", b"three"])
-    await sink.close()
-    line = PipelineStatus.from_settings(settings).line()
-    assert "raw 3 " in line and "enrich lag 3" in line and "enriched 0 " in line, line
+    await sink.write([b"one", b"two", b"three"])  # history from before this `up`
+    status = PipelineStatus.from_settings(settings)
+    line = status.line()
+    assert "raw +0 " in line and "enrich lag 3" in line and "enriched +0 " in line, line
     assert all(f"{name} lag 0" in line for name in settings.storage.loaders), line
+    await sink.write([b"four", b"five"])
+    await sink.close()
+    line = status.line()
+    assert "raw +2 " in line and "enrich lag 5" in line, line

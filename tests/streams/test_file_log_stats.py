@@ -62,6 +62,27 @@ async def test_totals_and_backlogs_follow_writes_and_commits(
     assert LogStats(tmp_path).backlog("enrich") == 0  # a fresh count agrees
 
 
+async def test_counting_starts_where_the_consumers_are_not_at_the_first_record(tmp_path: Path) -> None:
+    """A long-lived log is not counted from its first record: only from the oldest segment a group has not
+    finished. A group that never committed (a new loader on an old log) gets the older segments counted."""
+    url = f"file://{tmp_path}?segment_bytes=500"
+    records = [f"event-{n:04d}".encode() for n in range(200)]  # 18-byte frames: 27 to a segment
+    sink = open_file_sink(url)
+    await _write(sink, records)
+    await _consume_and_commit(url, "enrich", 150)
+    await _consume_and_commit(url, "load", 120)
+
+    stats = LogStats(tmp_path)
+    assert 80 <= stats.refresh() < 200  # from the segment holding "load"'s position onward
+    assert (stats.backlog("enrich"), stats.backlog("load")) == (50, 80)
+    assert stats.backlog("archive") == 200  # never committed: everything waits for it
+    assert stats.backlog("load") == 80 and stats.new == 0
+
+    await _write(sink, records[:10])
+    await sink.close()
+    assert stats.backlog("archive") == 210 and stats.new == 10
+
+
 async def test_a_second_partition_and_a_torn_tail(tmp_path: Path) -> None:
     url = f"file://{tmp_path}"
     first, second = open_file_sink(url), open_file_sink(url)  # two writers: partitions p-00000 and p-00001
