@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,8 @@ def test_good_and_bad_events(micro: Micro) -> None:
 
     good = micro.get("/micro/good")
     assert {item["event"]["event_id"] for item in good} == set(run.tracked)
-    stamps = [item["event"]["collector_tstamp"] for item in good]
+    # Compared as times, not text: the SDK JSON writes a whole second as "…:31Z", after "…:31.004Z" in text order.
+    stamps = [datetime.fromisoformat(item["event"]["collector_tstamp"].replace("Z", "+00:00")) for item in good]
     assert stamps == sorted(stamps, reverse=True)  # newest first
     for item in good:
         kind, index = run.tracked[item["event"]["event_id"]]
