@@ -368,7 +368,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     port: int
     log: Path
-    count_stored: Callable[[], int]  # records / log lines stored so far
+    count_stored: Callable[[], int] | None  # records / log lines stored so far (None: stores nothing)
     pids: list[int] = field(default_factory=list)
     command: str = ""
 
@@ -436,6 +436,22 @@ def start_plowline(workers: int, data_dir: Path, log: Path) -> Server:
         if time.monotonic() > deadline:
             raise RuntimeError(f"not all {workers} workers started; log {log}:\n{tail(log)}")
         time.sleep(0.1)
+    server.pids = process_tree(proc.pid)
+    return server
+
+
+def start_bare_asgi(workers: int, log: Path) -> Server:
+    """uvicorn as the collector runs it, serving bench/bare_asgi.py's app that does nothing: the ceiling."""
+    port = free_port()
+    cmd = [sys.executable, str(Path(__file__).with_name("bare_asgi.py")), str(port), str(workers)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_ready(port, "/health", proc, log)
+    deadline = time.monotonic() + 30  # uvicorn binds, then starts its workers (and a spawn helper)
+    while len(process_tree(proc.pid)) < workers + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    server = Server("bare ASGI", workers, proc, port, log, None, command="bench/bare_asgi.py (uvicorn)")
     server.pids = process_tree(proc.pid)
     return server
 
@@ -530,7 +546,8 @@ def run_wrk(
         f"http://127.0.0.1:{server.port}/",
     ]
     background = wait_quiet(quiet_wait_s)
-    stored_before = server.count_stored()
+    count = server.count_stored or (lambda: 0)
+    stored_before = count()
     # CPU is sampled over the tracking phase only (from wrk's start to PL_TRACK_S later), not the drain.
     server_cpu_before = cpu_seconds(server.pids)
     machine_before = machine_cpu()
@@ -548,7 +565,7 @@ def run_wrk(
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     out: dict[str, Any] = json.loads(line[len("PLJSON ") :])
     ok = out["requests"] - out["errors"]["status"]
-    stored = server.count_stored() - stored_before
+    stored = count() - stored_before if server.count_stored else ok  # the bare app stores nothing
     lat = out["latency_us"]
     result = {
         "mode": mode,
@@ -658,7 +675,7 @@ def bench_target(
             flush=True,
         )
         entry["paced"] = half
-    entry["stored_total"] = server.count_stored()
+    entry["stored_total"] = server.count_stored() if server.count_stored else None
     entry["answered_2xx_total"] = warm["ok_2xx"] + peak["ok_2xx"] + (entry["paced"] or {}).get("ok_2xx", 0)
     return entry
 
@@ -744,6 +761,11 @@ def main() -> int:
         help="before each run, wait up to this many seconds for other processes to go quiet",
     )
     parser.add_argument("--no-nginx", action="store_true", help="skip nginx-light")
+    parser.add_argument(
+        "--bare-asgi",
+        action="store_true",
+        help="also run bench/bare_asgi.py: uvicorn as the collector runs it with an app that does nothing",
+    )
     parser.add_argument("--tmp", type=Path, default=None, help="where data dirs go (default: system temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the data dirs and logs")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/...)")
@@ -818,6 +840,17 @@ def main() -> int:
                     )
                 print(f"  raw log: {entry['stored_total']} records, wrk 2xx answers: {entry['answered_2xx_total']}")
                 entries.append(entry)
+            if args.bare_asgi:
+                workers = max(workers_list)
+                print(f"bare ASGI app on uvicorn --workers {workers}, {kind}", flush=True)
+                server = start_bare_asgi(workers, run_dir / f"bare-asgi-w{workers}-{kind}.log")
+                servers.append(server)
+                entry = bench_target(
+                    f"bare ASGI w{workers}", server, kind, request_files[kind], args, paced=False, problems=problems
+                )
+                stop(server.proc)
+                servers.remove(server)
+                entries.append(entry)
             if not args.no_nginx:
                 prefix = run_dir / f"nginx-{kind}"
                 print(f"nginx-light worker_processes 2, {kind} (prefix {prefix})", flush=True)
@@ -852,6 +885,10 @@ def main() -> int:
             plow = by.get(("plowline", workers, kind))
             if plow is not None:
                 ratios[f"{kind} plowline w{workers} / nginx"] = round(plow["max"]["rps"] / nginx["max"]["rps"], 3)
+        bare = next((e for e in entries if e["server"] == "bare ASGI" and e["kind"] == kind), None)
+        if bare is not None:
+            name = f"{kind} bare ASGI w{bare['workers']} / nginx"
+            ratios[name] = round(bare["max"]["rps"] / nginx["max"]["rps"], 3)
 
     print()
     print(table(entries))

@@ -42,6 +42,7 @@ log = get_logger("collector")
 
 _TWO_SEGMENTS = re.compile(r"/([^/]+)/([^/]+)")
 _PIXEL_PATHS = frozenset({"/i", "/ice.png"})
+_ROUTE_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,8 @@ class CollectorApp:
             stream: (metrics.sink_write_seconds.labels(stream), metrics.records_written.labels(stream))
             for stream in ("raw", "bad")
         }
+        self._request_counters: dict[tuple[str, int], Any] = {}
+        self._routes: dict[tuple[str, str], Route | None] = {}
         self._hsts = (
             (b"strict-transport-security", f"max-age={settings.hsts.max_age_s}".encode())
             if settings.hsts.enable
@@ -104,6 +107,15 @@ class CollectorApp:
         await self._fixed(method, path, send)
 
     def _tracking_route(self, method: str, path: str) -> Route | None:
+        try:
+            return self._routes[method, path]
+        except KeyError:
+            route = self._route_for(method, path)
+        if len(self._routes) < _ROUTE_CACHE_SIZE:  # paths come from clients: keep the cache bounded
+            self._routes[method, path] = route
+        return route
+
+    def _route_for(self, method: str, path: str) -> Route | None:
         if method not in ("GET", "HEAD", "POST"):
             return None
         if path in _PIXEL_PATHS:
@@ -153,7 +165,10 @@ class CollectorApp:
             await self._answer(send, "tracker-script", 200, *script.encoded(headers.get(b"accept-encoding")))
 
     async def _answer(self, send: Send, route: str, status: int, headers: Headers, body: bytes) -> None:
-        self.metrics.requests.labels(route, str(status)).inc()
+        counter = self._request_counters.get((route, status))
+        if counter is None:  # routes and statuses are few and fixed: bind each child once
+            counter = self._request_counters[route, status] = self.metrics.requests.labels(route, str(status))
+        counter.inc()
         await respond(send, status, headers, body)
 
     async def _preflight(self, scope: MutableMapping[str, Any], send: Send) -> None:
@@ -218,7 +233,9 @@ class CollectorApp:
                 network_user_id=identity.network_user_id,
             )
             try:
-                await asyncio.wait_for(self._store(payload), networking.response_header_timeout_s)
+                # asyncio.timeout runs the write in this task; wait_for would start a task per request.
+                async with asyncio.timeout(networking.response_header_timeout_s):
+                    await self._store(payload)
             except TimeoutError:
                 await self._answer(send, route.label, 408, [TEXT_PLAIN], b"Request Timeout")
                 return

@@ -26,6 +26,19 @@ from plowline.observability import MULTIPROC_ENV, configure_logging, get_logger
 from plowline.streams import Sink, open_sink
 
 SETTINGS_ENV = "PLOWLINE_COLLECTOR_SETTINGS_JSON"
+#: How uvicorn serves the collector (bench/bare_asgi.py serves its do-nothing app the same way).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "http": "httptools",
+    "loop": "uvloop",
+    "lifespan": "on",
+    "access_log": False,
+    "log_level": "warning",
+    "server_header": False,
+    "proxy_headers": False,  # the collector reads X-Forwarded-For itself, as Snowplow's does
+    "date_header": False,
+    "timeout_keep_alive": 60,
+    "timeout_graceful_shutdown": 10,
+}
 log = get_logger("collector")
 
 
@@ -115,16 +128,7 @@ def serve(settings: Settings, factory: str = "plowline.collector.server:create_a
             host=collector.host,
             port=collector.port,
             workers=collector.workers,
-            http="httptools",
-            loop="uvloop",
-            lifespan="on",
-            access_log=False,
-            log_level="warning",
-            server_header=False,
-            proxy_headers=False,  # the collector reads X-Forwarded-For itself, as Snowplow's does
-            date_header=False,
-            timeout_keep_alive=60,
-            timeout_graceful_shutdown=10,
+            **UVICORN_OPTIONS,
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
