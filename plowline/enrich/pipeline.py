@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from plowline import badrows
@@ -78,9 +79,9 @@ class Pipeline:
             outcome.bad.append(self._adapter_bad_row(request, failure))
             return outcome
         outcome.events_in = len(raw_events)
-        digest = hashlib.blake2b(record, digest_size=16).digest()
+        default_ids = _DefaultEventIds(record)
         for index, raw in enumerate(raw_events):
-            result = self.enrich_event(raw, request.collector, etl_tstamp, _default_event_id(digest, index))
+            result = self.enrich_event(raw, request.collector, etl_tstamp, partial(default_ids.get, index))
             if isinstance(result, EnrichedEvent):
                 outcome.good.append(result)
             elif result is None:
@@ -98,14 +99,18 @@ class Pipeline:
         return build(self.processor, request.vendor, request.version, failure.messages, collector_payload_json(request))
 
     def enrich_event(
-        self, raw: RawEvent, collector: str, etl_tstamp: datetime, default_event_id: str | None = None
+        self,
+        raw: RawEvent,
+        collector: str,
+        etl_tstamp: datetime,
+        default_event_id: str | Callable[[], str] | None = None,
     ) -> EnrichedEvent | dict[str, Any] | None:
         """One raw event → an enriched event, a bad row, or None if an enrichment dropped it.
 
-        `default_event_id` is the event_id when the tracker sent no `eid` (random if not given).
+        `default_event_id` is the event_id (or makes it) when the tracker sent no valid `eid`
+        (random if not given).
         """
         event = EnrichedEvent(
-            event_id=default_event_id or str(uuid.uuid4()),
             v_collector=tsv_safe(collector),
             v_etl=self.v_etl,
             etl_tstamp=etl_tstamp,
@@ -121,6 +126,9 @@ class Pipeline:
             except ValueError as exc:
                 parse_errors.append(AtomicParseError("collector_tstamp", str(raw.timestamp), str(exc)))
         parse_errors += apply_parameters(event, raw.parameters)
+        if event.event_id is None:  # no `eid`, or not a valid one
+            made = default_event_id() if callable(default_event_id) else default_event_id
+            event.event_id = made or str(uuid.uuid4())
         extracted = extract(raw.parameters, self.resolver, self.unavailable_as_failure)
         event.unstruct_event = extracted.unstruct_event
         event.contexts = extracted.contexts or None
@@ -160,6 +168,21 @@ class Pipeline:
 
     def _bad(self, build: Any, messages: list[dict[str, Any]], event: EnrichedEvent, raw: RawEvent) -> dict[str, Any]:
         return build(self.processor, messages, badrows.partially_enriched_event(event), raw.to_json())  # type: ignore[no-any-return]
+
+
+class _DefaultEventIds:
+    """The default event_ids of one record's events, made only for events that need one."""
+
+    __slots__ = ("_digest", "_record")
+
+    def __init__(self, record: bytes) -> None:
+        self._record = record
+        self._digest: bytes | None = None
+
+    def get(self, index: int) -> str:
+        if self._digest is None:
+            self._digest = hashlib.blake2b(self._record, digest_size=16).digest()
+        return _default_event_id(self._digest, index)
 
 
 def _default_event_id(record_digest: bytes, index: int) -> str:

@@ -51,16 +51,20 @@ def _text(parameters: dict[str, str | None], plain: str, encoded: str, out: Extr
     return None
 
 
-def _parse(name: str, text: str, out: Extracted) -> Any:
+def _parse(name: str, text: str, out: Extracted) -> tuple[Any, int] | None:
+    """The parsed JSON and a bound on its nesting: the number of brackets in the text."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         out.messages.append({"field": name, "value": text, "error": f"invalid json: {exc}"})
         return None
-    if _too_deep(value, MAX_JSON_DEPTH):
+    # JSON cannot nest deeper than it has opening brackets (those inside strings only raise the
+    # bound), so an ordinary payload needs no walk here nor in the resolver.
+    brackets = text.count("{") + text.count("[")
+    if brackets > MAX_JSON_DEPTH and _too_deep(value, MAX_JSON_DEPTH):
         out.messages.append({"field": name, "value": text, "error": f"invalid json: deeper than {MAX_JSON_DEPTH}"})
         return None
-    return value
+    return value, brackets
 
 
 def _too_deep(value: Any, budget: int) -> bool:
@@ -80,7 +84,11 @@ def _unavailable(entity: Any, exc: RepositoryUnavailable) -> dict[str, Any]:
 
 
 def validate_entity(
-    resolver: Resolver, entity: Any, out: Extracted, unavailable_as_failure: bool = False
+    resolver: Resolver,
+    entity: Any,
+    out: Extracted,
+    unavailable_as_failure: bool = False,
+    depth_known_within: int | None = None,
 ) -> dict[str, Any] | None:
     """Validate one inner SDJ; return it (rewritten to a superseding version if any) or None.
 
@@ -88,7 +96,7 @@ def validate_entity(
     the worker sets once retrying has gone on too long: then it is a schema violation, kept for recovery.
     """
     try:
-        validated = resolver.validate_sdj(entity)
+        validated = resolver.validate_sdj(entity, depth_known_within=depth_known_within)
     except (NotIglu, CriterionMismatch, IgluError) as exc:
         out.messages.append(exc.to_json())
         return None
@@ -110,9 +118,9 @@ def validate_entity(
     return entity  # type: ignore[no-any-return]
 
 
-def _wrapper(resolver: Resolver, value: Any, criterion: SchemaCriterion, out: Extracted) -> Any:
+def _wrapper(resolver: Resolver, value: Any, criterion: SchemaCriterion, out: Extracted, depth: int) -> Any:
     try:
-        resolver.validate_sdj(value, criterion)  # an embedded schema: never unavailable
+        resolver.validate_sdj(value, criterion, depth_known_within=depth)  # an embedded schema: never unavailable
     except (NotIglu, CriterionMismatch, IgluError) as exc:
         out.messages.append(exc.to_json())
         return None
@@ -124,18 +132,20 @@ def extract(parameters: dict[str, str | None], resolver: Resolver, unavailable_a
     out = Extracted()
     found = _text(parameters, "ue_pr", "ue_px", out)
     if found is not None:
-        value = _parse(found[0], found[1], out)
-        if value is not None:
-            inner = _wrapper(resolver, value, UNSTRUCT_CRITERION, out)
+        parsed = _parse(found[0], found[1], out)
+        if parsed is not None:
+            value, depth = parsed
+            inner = _wrapper(resolver, value, UNSTRUCT_CRITERION, out, depth)
             if inner is not None:
-                out.unstruct_event = validate_entity(resolver, inner, out, unavailable_as_failure)
+                out.unstruct_event = validate_entity(resolver, inner, out, unavailable_as_failure, depth)
     found = _text(parameters, "co", "cx", out)
     if found is not None:
-        value = _parse(found[0], found[1], out)
-        if value is not None:
-            entities = _wrapper(resolver, value, CONTEXTS_CRITERION, out)
+        parsed = _parse(found[0], found[1], out)
+        if parsed is not None:
+            value, depth = parsed
+            entities = _wrapper(resolver, value, CONTEXTS_CRITERION, out, depth)
             for entity in entities or ():
-                valid = validate_entity(resolver, entity, out, unavailable_as_failure)
+                valid = validate_entity(resolver, entity, out, unavailable_as_failure, depth)
                 if valid is not None:
                     out.contexts.append(valid)
     return out

@@ -10,10 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -28,6 +27,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DIMENSIONS = re.compile(r"(\d+)x(\d+)")
 _IP_SPLIT = re.compile(r"[,| ]")
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z: the last Redshift-compatible instant
 
 
@@ -46,6 +47,8 @@ class AtomicParseError:
 
 def tsv_safe(value: str) -> str | None:
     """Snowplow's cleaning of tracker strings: TAB → 4 spaces, control characters removed, empty → None."""
+    if value.isprintable():  # holds no TAB and no control character: the usual case, one C call
+        return value or None
     if "\t" in value:
         value = value.replace("\t", "    ")
     if _CONTROL.search(value):
@@ -99,18 +102,16 @@ def to_timestamp(value: str) -> datetime:
 def timestamp_from_millis(millis: int, shown: object = None) -> datetime:
     if not -62135596800000 <= millis <= _MAX_TIMESTAMP_MS:
         raise ConversionError(f"Formatting as {shown if shown is not None else millis} is not Redshift-compatible")
-    return datetime.fromtimestamp(millis / 1000, UTC).replace(microsecond=(millis % 1000) * 1000)
+    return _EPOCH + timedelta(milliseconds=millis)  # exact, and faster than fromtimestamp + replace
 
 
 def to_uuid(value: str) -> str:
+    # Snowplow keeps a UUID only if it is already canonical once lower-cased (what uuid.UUID would
+    # print back): the 8-4-4-4-12 hex pattern says exactly that, without building a UUID object.
     lowered = value.lower()
-    try:
-        canonical = str(uuid.UUID(lowered))
-    except ValueError:
-        raise ConversionError(f"Not a valid UUID: {value}") from None
-    if canonical != lowered:
+    if _CANONICAL_UUID.fullmatch(lowered) is None:
         raise ConversionError(f"Not a valid UUID: {value}")
-    return canonical
+    return lowered
 
 
 def to_event(value: str) -> str:

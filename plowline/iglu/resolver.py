@@ -364,12 +364,20 @@ class Resolver:
         """
         self._check(key, data)
 
-    def validate_sdj(self, instance: Any, criterion: SchemaCriterion | None = None) -> ValidatedSdj:
-        """Check a self-describing JSON: shape (NotIglu), `criterion` (CriterionMismatch), depth, then validate."""
+    def validate_sdj(
+        self, instance: Any, criterion: SchemaCriterion | None = None, *, depth_known_within: int | None = None
+    ) -> ValidatedSdj:
+        """Check a self-describing JSON: shape (NotIglu), `criterion` (CriterionMismatch), depth, then validate.
+
+        `depth_known_within`: a bound the caller already knows on the instance's nesting (for example
+        the brackets in the text it was parsed from); within max_json_depth, the depth walk is skipped.
+        """
         key, data = split_sdj(instance)
         if criterion is not None and not criterion.matches(key):
             raise CriterionMismatch(key, criterion)
-        if json_depth_exceeds(instance, self.max_json_depth):
+        if (depth_known_within is None or depth_known_within > self.max_json_depth) and json_depth_exceeds(
+            instance, self.max_json_depth
+        ):
             raise ValidationError(key, data_reports=[depth_report(self.max_json_depth)])
         return ValidatedSdj(key, data, self._check(key, data))
 
