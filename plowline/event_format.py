@@ -65,20 +65,9 @@ def render_bool(value: bool) -> str:
 
 def render_timestamp(value: datetime) -> str:
     """`yyyy-MM-dd HH:mm:ss.SSS` in UTC; a naive datetime is taken to be UTC already."""
-    # The events of a batch share etl_tstamp, and those of one request share collector_tstamp and
-    # dvce_sent_tstamp: a small cache saves most isoformat calls. Equal aware datetimes are the same
-    # instant, so the same UTC text; a naive one never equals an aware one.
-    text = _RENDERED_TIMESTAMPS.get(value)
-    if text is None:
-        utc = value.astimezone(UTC) if value.tzinfo is not UTC and value.tzinfo is not None else value
-        text = utc.isoformat(" ", "milliseconds")[:23]
-        if len(_RENDERED_TIMESTAMPS) >= 4096:
-            _RENDERED_TIMESTAMPS.clear()
-        _RENDERED_TIMESTAMPS[value] = text
-    return text
-
-
-_RENDERED_TIMESTAMPS: dict[datetime, str] = {}
+    if value.tzinfo is not UTC and value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "milliseconds")[:23]
 
 
 def _json_default(value: Any) -> Any:

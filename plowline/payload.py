@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import struct
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import Any
@@ -116,6 +117,7 @@ def _text(value: Any) -> Any:
 # TBinaryProtocol type ids → fixed value size in bytes (None: variable).
 _FIXED_SIZES = {2: 1, 3: 1, 4: 8, 6: 2, 8: 4, 10: 8}
 _MAX_NESTING = 16
+_read_i32 = struct.Struct(">i").unpack_from
 
 
 def _check_struct(data: memoryview, start: int = 0, depth: int = 0) -> str | None:
@@ -132,12 +134,7 @@ def _skip_value(data: memoryview, kind: int, pos: int, depth: int) -> int | str:
     if size is not None:
         return pos + size if pos + size <= len(data) else "truncated value"
     if kind == 11:  # string / binary
-        if pos + 4 > len(data):
-            return "truncated string length"
-        length = int.from_bytes(data[pos : pos + 4], "big", signed=True)
-        if length < 0 or pos + 4 + length > len(data):
-            return f"string length {length} exceeds the record"
-        return pos + 4 + length
+        return _skip_strings(data, pos, 1)
     if depth >= _MAX_NESTING:
         return "nested too deeply"
     if kind == 12:
@@ -151,6 +148,8 @@ def _skip_value(data: memoryview, kind: int, pos: int, depth: int) -> int | str:
         pos += header
         if count < 0 or count > len(data) - pos:  # every element takes at least one byte
             return f"container size {count} exceeds the record"
+        if kinds == [11]:  # list<string> (the headers): the usual container, in one tight loop
+            return _skip_strings(data, pos, count)
         for _ in range(count):
             for element in kinds:
                 result = _skip_value(data, element, pos, depth + 1)
@@ -159,6 +158,18 @@ def _skip_value(data: memoryview, kind: int, pos: int, depth: int) -> int | str:
                 pos = result
         return pos
     return f"unknown field type {kind}"
+
+
+def _skip_strings(data: memoryview, pos: int, count: int) -> int | str:
+    end = len(data)
+    for _ in range(count):
+        if pos + 4 > end:
+            return "truncated string length"
+        (length,) = _read_i32(data, pos)
+        if length < 0 or pos + 4 + length > end:
+            return f"string length {length} exceeds the record"
+        pos += 4 + length
+    return pos
 
 
 def _skip_struct(data: memoryview, pos: int, depth: int) -> int | str:

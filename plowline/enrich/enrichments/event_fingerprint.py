@@ -27,16 +27,12 @@ _SEPARATOR = "\x1f"  # ASCII unit separator, after every key and every value
 def fingerprint(parameters: Mapping[str, str | None], excluded: frozenset[str],
                 algorithm: Callable[[bytes], Any] = hashlib.md5) -> str:
     """Hash of `key US value US` for each non-null parameter not excluded, sorted by key; lowercase hex."""
-    parts: list[str] = []
-    append = parts.append
-    for key in sorted(parameters):
-        value = parameters[key]
-        if value is None or key in excluded:
-            continue
-        append(key)
-        append(value)
-    append("")  # so that the joined text ends with a separator too
-    text = _SEPARATOR.join(parts)
+    items = sorted(parameters.items())  # keys are unique, so values are never compared
+    if excluded:
+        text = "".join([f"{key}{_SEPARATOR}{value}{_SEPARATOR}" for key, value in items
+                        if value is not None and key not in excluded])
+    else:
+        text = "".join([f"{key}{_SEPARATOR}{value}{_SEPARATOR}" for key, value in items if value is not None])
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:  # an unpaired surrogate: Java's getBytes(UTF_8) writes "?" for it, as does "replace"
