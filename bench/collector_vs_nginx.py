@@ -726,7 +726,7 @@ def table(entries: list[dict[str, Any]]) -> str:
             if p
             else f"{'-':>11} {'-':>7} {'-':>7} {'-':>7} {'-':>8} {'-':>5}"
         )
-        ok = "yes" if e["stored_total"] == e["answered_2xx_total"] else "NO"
+        ok = "n/a" if e["stored_total"] is None else "yes" if e["stored_total"] == e["answered_2xx_total"] else "NO"
         rows.append(
             f"{e['server']:<12} {e['workers']:>2} {e['kind']:<4} {m['rps']:>10.0f} {m['server_cpu_pct']:>7.0f}% "
             f"{m['wrk_cpu_pct']:>7.0f}% {m['server_cpu_us_per_request']:>10.1f} | {paced} | {ok:>10}"

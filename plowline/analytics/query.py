@@ -34,7 +34,7 @@ import struct
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -49,18 +49,26 @@ from plowline.errors import PlowlineError
 
 __all__ = [
     "FORMATS",
+    "WAREHOUSES",
     "Format",
     "NoWarehouse",
     "QueryError",
+    "Warehouse",
     "ask_query_socket",
     "format_result",
     "query_arrow",
+    "query_postgres",
     "query_socket_path",
+    "query_warehouse",
     "run_query",
+    "warehouse_kind",
     "warehouse_path",
 ]
 
 Format = Literal["table", "csv", "json", "parquet"]
+Warehouse = Literal["duckdb", "postgres"]
+#: The warehouses `query_warehouse` reads.
+WAREHOUSES: tuple[Warehouse, ...] = ("duckdb", "postgres")
 #: The output formats of `format_result`.
 FORMATS: tuple[Format, ...] = ("table", "csv", "json", "parquet")
 
@@ -92,7 +100,91 @@ def query_socket_path(database: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"plowline-{os.getuid()}-{tag}.sock"
 
 
+def warehouse_kind(settings: Settings) -> Warehouse:
+    """The warehouse the configured loaders fill: duckdb when it is among storage.loaders, else
+    postgres when it is, else duckdb (`plowline up`'s default)."""
+    loaders = settings.storage.loaders
+    return "postgres" if "postgres" in loaders and "duckdb" not in loaders else "duckdb"
+
+
 # --- running a query ----------------------------------------------------------------------------------
+
+
+def query_warehouse(settings: Settings, sql: str, target: str = "auto", *, timeout_s: float = 300.0) -> pa.Table:
+    """One read-only statement on `target` (duckdb, postgres, or auto: `warehouse_kind`), as Arrow."""
+    if target not in ("auto", *WAREHOUSES):
+        raise QueryError(f"the warehouse must be auto, duckdb or postgres, not {target!r}")
+    chosen = warehouse_kind(settings) if target == "auto" else target
+    if chosen == "postgres":
+        return query_postgres(settings, sql, timeout_s=timeout_s)
+    return query_arrow(settings, sql, timeout_s=timeout_s)
+
+
+def query_postgres(settings: Settings, sql: str, *, timeout_s: float = 300.0) -> pa.Table:
+    """One statement on storage.postgres.dsn in a READ ONLY transaction, as an Arrow table.
+
+    PostgreSQL itself holds the line: a prepared statement is exactly one statement (so no
+    `…; COMMIT; …` can step out of the transaction), and a read-only session refuses every write
+    (and nextval, locks, ...). search_path starts with
+    storage.postgres.schema_name, so `events` and `<schema>.events` both name the loader's table.
+    JSON and JSONB come back as their text, UUIDs as text, timestamps as naive UTC (as in DuckDB).
+    """
+    import psycopg
+
+    postgres = settings.storage.postgres
+    if not postgres.dsn:
+        raise QueryError(
+            "storage.postgres.dsn is empty: set it (e.g. postgresql://user@host:5432/db) to query postgres"
+        )
+    schema = '"' + postgres.schema_name.replace('"', '""') + '"'
+    options = (
+        "-c TimeZone=UTC -c default_transaction_read_only=on"
+        f" -c statement_timeout={max(1, int(timeout_s * 1000))}"
+    )
+    try:
+        with psycopg.connect(postgres.dsn, application_name="plowline query", options=options) as conn:
+            conn.read_only = True
+            conn.execute(f"SET search_path TO {schema}, public")
+            with conn.cursor() as cursor:
+                cursor.execute(sql.encode(), prepare=True)
+                if cursor.description is None:  # a statement with no result set (SET, say): no columns
+                    return pa.table({})
+                names = [column.name for column in cursor.description]
+                types = [column.type_code for column in cursor.description]
+                rows = cursor.fetchall()
+            conn.rollback()  # nothing to keep: leave no transaction behind
+    except psycopg.Error as exc:
+        message = str(exc).strip() or type(exc).__name__
+        raise QueryError(f"postgres: {message}") from exc
+    columns = [_arrow_column([row[index] for row in rows], types[index]) for index in range(len(names))]
+    return pa.Table.from_arrays(columns, names=_unique(names))
+
+
+_JSON_OIDS = frozenset({114, 3802})  # json, jsonb
+_UUID_OID = 2950
+
+
+def _arrow_column(values: list[Any], oid: int) -> pa.Array:
+    if oid in _JSON_OIDS:
+        values = [None if value is None else orjson.dumps(value).decode() for value in values]
+    elif oid == _UUID_OID:
+        values = [None if value is None else str(value) for value in values]
+    values = [value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) and value.tzinfo else value
+              for value in values]
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return pa.array([None if value is None else str(value) for value in values], pa.string())
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Arrow tables take duplicate names, the output formats do not all: `?column?` twice → `?column?_2`."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
 
 
 def run_query(settings: Settings, sql: str, *, wait_s: float = 5.0, timeout_s: float = 300.0) -> tuple[

@@ -47,7 +47,7 @@ import pyarrow as pa
 from plowline.config import Settings
 from plowline.errors import PlowlineError
 
-from .query import QueryError, ask_query_socket, query_socket_path, warehouse_path
+from .query import QueryError, ask_query_socket, query_socket_path, warehouse_kind, warehouse_path
 
 __all__ = [
     "MODELS",
@@ -123,8 +123,7 @@ def resolve_target(settings: Settings, target: str | None = None) -> Dialect:
     storage.loaders, else postgres when it is, else duckdb."""
     chosen = target or settings.models.target
     if chosen == "auto":
-        loaders = settings.storage.loaders
-        return "postgres" if "postgres" in loaders and "duckdb" not in loaders else "duckdb"
+        return warehouse_kind(settings)
     if chosen not in ("duckdb", "postgres"):
         raise ModelsError(f"the models target must be duckdb or postgres, not {chosen!r}")
     return "duckdb" if chosen == "duckdb" else "postgres"

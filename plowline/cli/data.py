@@ -118,18 +118,29 @@ def query(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the result to this file instead of stdout.")
     ] = None,
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            help="duckdb, postgres, or auto: the warehouse storage.loaders fills (duckdb unless only postgres is).",
+        ),
+    ] = "auto",
 ) -> None:
-    """Query the warehouse (DuckDB in the data dir), also while `plowline up` is loading into it."""
+    """Query the warehouse (DuckDB in the data dir, or PostgreSQL), also while `plowline up` is loading into it.
+
+    The statement runs read-only: one SELECT, WITH … SELECT or EXPLAIN. On PostgreSQL (storage.postgres.dsn)
+    it runs in a read-only transaction with storage.postgres.schema_name first on the search_path.
+    """
     import pyarrow.parquet as pq
 
-    from plowline.analytics.query import FORMATS, QueryError, format_result, query_arrow
+    from plowline.analytics.query import FORMATS, QueryError, format_result, query_warehouse
 
     if output_format not in FORMATS:
         err.print(f"[bold red]--format[/] must be one of {', '.join(FORMATS)}, not {output_format!r}")
         raise typer.Exit(2)
     settings = settings_from_options(config, data_dir)
     try:
-        table = query_arrow(settings, sql)
+        table = query_warehouse(settings, sql, target)
     except QueryError as exc:
         err.print(f"[bold red]query failed[/] {exc}", highlight=False)
         raise typer.Exit(1) from None

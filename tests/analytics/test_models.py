@@ -23,7 +23,6 @@ from plowline.config import Settings
 from plowline.event import EnrichedEvent
 from plowline.storage.duckdb import open_duckdb_loader
 from plowline.storage.duckdb_queries import check_derived_script
-from tests.storage.conftest import POSTGRES_DSN
 from tests.support.collector_process import free_port
 from tests.support.plowline_cli import PlowlineProcess, run_plowline
 
@@ -185,35 +184,6 @@ class Warehouse:
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         return {model: self.rows(f"SELECT * FROM derived.{model} ORDER BY 1, 2, 3") for model in MODELS}
-
-
-@pytest.fixture(scope="session")
-def postgres_dsn() -> str:
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        with psycopg.connect(POSTGRES_DSN, connect_timeout=3):
-            pass
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at {POSTGRES_DSN} is not reachable: {exc}")
-    return POSTGRES_DSN
-
-
-@pytest.fixture
-def postgres_database(postgres_dsn: str) -> Iterator[str]:
-    """A database of its own for one test (atomic and derived in it), dropped afterwards; its DSN."""
-    import psycopg
-    from psycopg import sql
-    from psycopg.conninfo import make_conninfo
-
-    name = f"plowline_models_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(postgres_dsn, dbname=name)
-    finally:
-        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
