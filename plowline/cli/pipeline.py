@@ -93,6 +93,10 @@ def up(
     if settings.dashboard.enabled:
         err.print(f"dashboard on http://{settings.collector.host}:{settings.collector.port}/dashboard/",
                   highlight=False)
+    if (settings.dashboard.enabled or settings.micro.enabled) and "duckdb" not in settings.storage.loaders:
+        from plowline.analytics.dashboard.warehouse import without_duckdb_loader
+
+        err.print(f"[yellow]note[/] {without_duckdb_loader(settings)}", highlight=False)
     members = settings.enrich.workers
     if settings.raw_stream_url().startswith("file:") and members > settings.collector.workers:
         # Each collector worker writes one partition of the file log and a partition has one reader

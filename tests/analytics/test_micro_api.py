@@ -270,6 +270,25 @@ def test_micro_answers_nothing_yet_before_the_warehouse_exists(tmp_path: Path) -
     assert dashboard.status_code == 503 and "no warehouse" in dashboard.json()["error"]
 
 
+def test_without_a_duckdb_loader_micro_and_the_dashboard_say_what_to_change(tmp_path: Path) -> None:
+    """With only postgres loaded, no DuckDB warehouse will ever appear: Micro's "nothing yet" would be a lie
+    that hides every event, so Micro and the dashboard answer 503 saying which setting to change."""
+    settings = Settings(data_dir=tmp_path / "data", micro={"enabled": True},
+                        storage={"loaders": ["files", "postgres"]})
+    app = create_dashboard_app(settings, host="127.0.0.1")
+
+    async def ask() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://micro") as client:
+            return [await client.get("/micro/all"), await client.get("/micro/good"),
+                    await client.get("/dashboard/api/summary")]
+
+    for answer in asyncio.run(ask()):
+        assert answer.status_code == 503, answer.text
+        assert 'add "duckdb" to storage.loaders' in answer.json()["error"]
+        assert "(files, postgres)" in answer.json()["error"]
+
+
 def test_iglu_says_when_a_repository_cannot_be_asked(tmp_path: Path) -> None:
     """A registry that is down is not a missing schema: 503 (ask again), not Micro's 404 lookup history."""
     resolver = tmp_path / "resolver.json"

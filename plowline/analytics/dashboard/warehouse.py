@@ -24,7 +24,7 @@ import orjson
 import pyarrow as pa
 
 from plowline import event_format as fmt
-from plowline.analytics.query import query_arrow
+from plowline.analytics.query import NoWarehouse, QueryError, query_arrow
 from plowline.config import Settings
 from plowline.event import FIELD_KINDS, FIELD_NAMES, EnrichedEvent, FieldKind
 
@@ -51,6 +51,7 @@ __all__ = [
     "timeseries",
     "top",
     "warehouse_runner",
+    "without_duckdb_loader",
 ]
 
 Runner = Callable[[str], pa.Table]
@@ -148,9 +149,25 @@ def warehouse_runner(settings: Settings) -> Runner:
     """Run SQL on the warehouse of `settings` (a short wait while a starting loader opens its socket)."""
 
     def run(sql: str) -> pa.Table:
-        return query_arrow(settings, sql, wait_s=5.0, timeout_s=60.0)
+        try:
+            return query_arrow(settings, sql, wait_s=5.0, timeout_s=60.0)
+        except NoWarehouse as exc:
+            # "Nothing yet" (Micro's empty answer) would be a lie when no duckdb loader will ever
+            # make the warehouse: say what to change instead.
+            if "duckdb" in settings.storage.loaders:
+                raise
+            raise QueryError(without_duckdb_loader(settings)) from exc
 
     return run
+
+
+def without_duckdb_loader(settings: Settings) -> str:
+    """Why the dashboard and Micro show nothing when storage.loaders has no duckdb, and the fix."""
+    loaders = ", ".join(settings.storage.loaders) or "none"
+    return (
+        f"the dashboard and the Micro API read the DuckDB warehouse, and storage.loaders ({loaders}) has no "
+        'duckdb loader: add "duckdb" to storage.loaders (it loads beside postgres) to use them'
+    )
 
 
 # --- SQL values ---------------------------------------------------------------------------------------
