@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from plowline.event import EnrichedEvent
@@ -140,6 +141,7 @@ def decode_base64_json(value: str) -> str:
         raise ConversionError(f"Could not base64 decode: {exc}") from None
 
 
+@lru_cache(maxsize=1024)  # a session repeats its screen, viewport and document sizes
 def _dimensions(value: str) -> tuple[int, int]:
     match = _DIMENSIONS.fullmatch(value)
     if match is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Self
 
@@ -122,6 +123,9 @@ def load_referers_file(path: Path) -> Any:
                                     "point database/uri at a referers JSON file") from exc
 
 
+CACHE_SIZE = 4096
+
+
 class RefererParser:
     """referer_parser 2-0-*: `internalDomains`, `database` + `uri` (referers JSON), optional `referrers` overrides.
 
@@ -136,6 +140,10 @@ class RefererParser:
     def __init__(self, referers: Referers, internal_domains: Iterable[str] = ()) -> None:
         self.referers = referers
         self.internal_domains = frozenset(domain.strip().lower() for domain in internal_domains)
+        # The events of a page share its referrer: classify each (referrer, page host) once.
+        self.classify: Callable[[str, str, str | None, str | None], tuple[str, str | None, str | None]] = (
+            lru_cache(maxsize=CACHE_SIZE)(self._classify)
+        )
 
     @classmethod
     def from_config(cls, parameters: Mapping[str, Any], assets: AssetStore) -> Self:
@@ -159,8 +167,8 @@ class RefererParser:
         assert isinstance(internal, list)
         return cls(referers, internal)
 
-    def classify(self, host: str, path: str, query: str | None, page_host: str | None) -> tuple[str, str | None,
-                                                                                               str | None]:
+    def _classify(self, host: str, path: str, query: str | None, page_host: str | None) -> tuple[str, str | None,
+                                                                                                str | None]:
         """(medium, source, term) for a referrer with a valid scheme and host."""
         if host == page_host or host in self.internal_domains:
             return ("internal", None, None)
