@@ -65,9 +65,21 @@ def render_bool(value: bool) -> str:
 
 def render_timestamp(value: datetime) -> str:
     """`yyyy-MM-dd HH:mm:ss.SSS` in UTC; a naive datetime is taken to be UTC already."""
-    if value.tzinfo is not UTC and value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "milliseconds")[:23]
+    # The same datetime object recurs (a batch's etl_tstamp; a request's collector and sent times,
+    # which enrich's conversions share): remember the text by identity. The entry holds the object,
+    # so its id cannot be reused by another while it is remembered.
+    entry = _RENDERED.get(id(value))
+    if entry is not None and entry[0] is value:
+        return entry[1]
+    utc = value.astimezone(UTC) if value.tzinfo is not UTC and value.tzinfo is not None else value
+    text = utc.isoformat(" ", "milliseconds")[:23]
+    if len(_RENDERED) >= 1024:
+        _RENDERED.clear()
+    _RENDERED[id(value)] = (value, text)
+    return text
+
+
+_RENDERED: dict[int, tuple[datetime, str]] = {}
 
 
 def _json_default(value: Any) -> Any:

@@ -92,6 +92,7 @@ def to_boolean(value: str) -> bool:
     raise ConversionError(f"Cannot convert [{value}] to boolean, only 1 or 0.")
 
 
+@lru_cache(maxsize=1024)  # the events of one request share `stm`: one datetime for them all
 def to_timestamp(value: str) -> datetime:
     try:
         millis = int(value)
@@ -100,6 +101,7 @@ def to_timestamp(value: str) -> datetime:
     return timestamp_from_millis(millis, value)
 
 
+@lru_cache(maxsize=1024)  # the events of one request share their collector time
 def timestamp_from_millis(millis: int, shown: object = None) -> datetime:
     if not -62135596800000 <= millis <= _MAX_TIMESTAMP_MS:
         raise ConversionError(f"Formatting as {shown if shown is not None else millis} is not Redshift-compatible")

@@ -73,7 +73,8 @@ def _payload_data(body: str, resolver: Resolver) -> Any:
     try:
         # Validation comes before the criterion check, as in Enrich's Tp2Adapter: an unknown or
         # invalid schema is an IgluError even when it is not payload_data at all.
-        validated = resolver.validate_sdj(instance)
+        # The body nests no deeper than it has opening brackets: usually no depth walk is needed.
+        validated = resolver.validate_sdj(instance, depth_known_within=body.count("{") + body.count("["))
     except (NotIglu, IgluError) as exc:
         raise AdapterFailure([exc.to_json()]) from None
     if not PAYLOAD_DATA.matches(validated.key):
