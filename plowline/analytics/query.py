@@ -162,6 +162,7 @@ def query_postgres(settings: Settings, sql: str, *, timeout_s: float = 300.0) ->
 
 _JSON_OIDS = frozenset({114, 3802})  # json, jsonb
 _UUID_OID = 2950
+_TIMESTAMPTZ_OID = 1184  # the one type psycopg returns as aware datetimes
 
 
 def _arrow_column(values: list[Any], oid: int) -> pa.Array:
@@ -169,8 +170,8 @@ def _arrow_column(values: list[Any], oid: int) -> pa.Array:
         values = [None if value is None else orjson.dumps(value).decode() for value in values]
     elif oid == _UUID_OID:
         values = [None if value is None else str(value) for value in values]
-    values = [value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) and value.tzinfo else value
-              for value in values]
+    elif oid == _TIMESTAMPTZ_OID:
+        values = [None if value is None else value.astimezone(UTC).replace(tzinfo=None) for value in values]
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):

@@ -14,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from plowline.enrich.adapters.common import InvalidJson, parse_json_bounded
 from plowline.enrich.transform import ConversionError, decode_base64_json
 from plowline.iglu.errors import CriterionMismatch, IgluError, NotIglu, RepositoryUnavailable
 from plowline.iglu.resolver import Resolver
@@ -24,7 +23,6 @@ from plowline.schema_key import SchemaCriterion
 CONTEXTS_CRITERION = SchemaCriterion.parse("iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-*")
 UNSTRUCT_CRITERION = SchemaCriterion.parse("iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-*")
 VALIDATION_INFO = "iglu:com.snowplowanalytics.iglu/validation_info/jsonschema/1-0-0"
-MAX_JSON_DEPTH = 50
 
 
 @dataclass(slots=True)
@@ -52,29 +50,12 @@ def _text(parameters: dict[str, str | None], plain: str, encoded: str, out: Extr
 
 
 def _parse(name: str, text: str, out: Extracted) -> tuple[Any, int] | None:
-    """The parsed JSON and a bound on its nesting: the number of brackets in the text."""
+    """The parsed JSON and a bound on its nesting (see parse_json_bounded), or None with a message."""
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        out.messages.append({"field": name, "value": text, "error": f"invalid json: {exc}"})
+        return parse_json_bounded(text)
+    except InvalidJson as exc:
+        out.messages.append({"field": name, "value": text, "error": str(exc)})
         return None
-    # JSON cannot nest deeper than it has opening brackets (those inside strings only raise the
-    # bound), so an ordinary payload needs no walk here nor in the resolver.
-    brackets = text.count("{") + text.count("[")
-    if brackets > MAX_JSON_DEPTH and _too_deep(value, MAX_JSON_DEPTH):
-        out.messages.append({"field": name, "value": text, "error": f"invalid json: deeper than {MAX_JSON_DEPTH}"})
-        return None
-    return value, brackets
-
-
-def _too_deep(value: Any, budget: int) -> bool:
-    if budget < 0:
-        return True
-    if isinstance(value, dict):
-        return any(_too_deep(item, budget - 1) for item in value.values())
-    if isinstance(value, list):
-        return any(_too_deep(item, budget - 1) for item in value)
-    return False
 
 
 def _unavailable(entity: Any, exc: RepositoryUnavailable) -> dict[str, Any]:

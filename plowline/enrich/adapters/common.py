@@ -11,7 +11,7 @@ from plowline.schema_key import InvalidSchemaKey, SchemaKey
 
 UNSTRUCT_EVENT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
 CONTEXTS_SCHEMA = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
-MAX_JSON_DEPTH = 50  # Enrich's validation.maxJsonDepth default; the same bound as plowline.enrich.sdj
+MAX_JSON_DEPTH = 50  # Enrich's validation.maxJsonDepth default
 
 
 class InvalidJson(ValueError):
@@ -30,14 +30,21 @@ def not_json(field: str, value: str | None, error: str) -> dict[str, Any]:
 
 def parse_json(text: str) -> Any:
     """Parse JSON text; raise InvalidJson for bad syntax or nesting deeper than MAX_JSON_DEPTH."""
+    return parse_json_bounded(text)[0]
+
+
+def parse_json_bounded(text: str) -> tuple[Any, int]:
+    """`parse_json`, and a bound on the value's nesting: the opening brackets of the text (those
+    inside strings only raise it). Passed to `Resolver.validate_sdj`, it spares a second walk."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise InvalidJson(f"invalid json: {exc}") from None
+    brackets = text.count("{") + text.count("[")
     # A document with few brackets cannot be deep: skip the walk for ordinary payloads.
-    if (text.count("[") + text.count("{") > MAX_JSON_DEPTH) and _too_deep(value):
+    if brackets > MAX_JSON_DEPTH and _too_deep(value):
         raise InvalidJson(f"invalid json: deeper than {MAX_JSON_DEPTH}")
-    return value
+    return value, brackets
 
 
 def _too_deep(value: Any) -> bool:

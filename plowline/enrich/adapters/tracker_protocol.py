@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from plowline.enrich.adapters.common import InvalidJson, compact, input_data, not_json, parse_json
+from plowline.enrich.adapters.common import InvalidJson, compact, input_data, not_json, parse_json_bounded
 from plowline.enrich.errors import AdapterFailure
 from plowline.iglu.errors import CriterionMismatch, IgluError, NotIglu
 from plowline.schema_key import SchemaCriterion
@@ -67,14 +67,13 @@ def _payload_data(body: str, resolver: Resolver) -> Any:
     """The `data` of the body's payload_data SDJ: JSON, then self-describing, then valid, then the
     right schema; the first failing check is the violation."""
     try:
-        instance = parse_json(body)
+        instance, nesting = parse_json_bounded(body)
     except InvalidJson as exc:
         raise AdapterFailure([not_json("body", body, str(exc))]) from None
     try:
         # Validation comes before the criterion check, as in Enrich's Tp2Adapter: an unknown or
         # invalid schema is an IgluError even when it is not payload_data at all.
-        # The body nests no deeper than it has opening brackets: usually no depth walk is needed.
-        validated = resolver.validate_sdj(instance, depth_known_within=body.count("{") + body.count("["))
+        validated = resolver.validate_sdj(instance, depth_known_within=nesting)
     except (NotIglu, IgluError) as exc:
         raise AdapterFailure([exc.to_json()]) from None
     if not PAYLOAD_DATA.matches(validated.key):
