@@ -82,6 +82,23 @@ def slope(points: Sequence[tuple[float, float]]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
 
 
+def robust_slope(points: Sequence[tuple[float, float]], max_points: int = 600) -> float:
+    """Theil-Sen slope of y over x: the median of the slopes between every two points (0.0 with
+    fewer than two distinct x). One spike that drains again barely moves it, where it tilts a
+    least-squares line; a backlog that keeps growing still gives its rate. Above `max_points`
+    points, evenly spaced ones are used (the pairs grow as the square)."""
+    if len(points) > max_points:
+        step = len(points) / max_points
+        points = [points[int(i * step)] for i in range(max_points)]
+    slopes = [
+        (y2 - y1) / (x2 - x1)
+        for i, (x1, y1) in enumerate(points)
+        for x2, y2 in points[i + 1 :]
+        if x2 != x1
+    ]
+    return statistics.median(slopes) if slopes else 0.0
+
+
 # --- processes ------------------------------------------------------------------------------------------
 
 

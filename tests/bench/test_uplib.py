@@ -1,6 +1,6 @@
 """The helpers behind bench/up_latency.py and bench/up_sustained.py, whose figures are only as right as they are.
 
-Percentiles are nearest-rank; the backlog slope is least squares; every event id a request carries
+Percentiles are nearest-rank; the backlog slope is least squares or Theil-Sen; every event id a request carries
 maps back to its number (the latency figure pairs a warehouse row with its 200 through it); and the
 paced load generator, driven against a real collector, gets exactly one stored record per 200 and
 carries exactly the events it numbered.
@@ -50,6 +50,20 @@ def test_slope_is_least_squares() -> None:
     assert uplib.slope([(0.0, 4.0), (1.0, 0.0), (2.0, 4.0), (3.0, 0.0)]) == pytest.approx(-0.8)
     assert uplib.slope([(1.0, 7.0)]) == 0.0
     assert uplib.slope([(1.0, 7.0), (1.0, 9.0)]) == 0.0
+
+
+def test_robust_slope_ignores_one_spike_but_not_growth() -> None:
+    # The second half of a 60 s step at 6,083 events/s, sampled every 2 s (the defaults), with one
+    # checkpoint pause late in it: the limit is 2% of the rate, 122 events/s.
+    flat_with_spike = [(float(t), 16_000.0 if t in (54, 56) else 200.0) for t in range(30, 61, 2)]
+    assert uplib.slope(flat_with_spike) > 122  # least squares is tilted by the one late spike
+    assert uplib.robust_slope(flat_with_spike) == 0.0
+    growing = [(float(t), 500.0 * t + (9_000.0 if t == 40 else 0.0)) for t in range(30, 61)]
+    assert uplib.robust_slope(growing) == pytest.approx(500.0)
+    assert uplib.robust_slope([(1.0, 7.0)]) == 0.0
+    assert uplib.robust_slope([(1.0, 7.0), (1.0, 9.0)]) == 0.0
+    many = [(float(t), 3.0 * t) for t in range(5_000)]
+    assert uplib.robust_slope(many) == pytest.approx(3.0)
 
 
 def test_requests_carry_numbered_event_ids_and_exact_lengths() -> None:
