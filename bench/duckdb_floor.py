@@ -15,8 +15,8 @@ runs its own threads, so CPU can exceed wall). Two tables, each in a fresh wareh
 * `no key`: the same columns with no constraint and a plain INSERT: DuckDB's floor for appending
   these rows, which no loader that keeps events exactly once can go below.
 
-Figures per 100,000 rows (the key's index grows with the table), with the checkpoint threshold the
-loader sets (256 MiB). The budget it is compared with: `plowline up` sustaining 11,600 events/s on
+Figures per 100,000 rows (the key's index grows with the table), with the checkpoint threshold and
+the threads the loader sets by default (256 MiB, 1 thread; `--threads N` to compare). The budget it is compared with: `plowline up` sustaining 11,600 events/s on
 2 cores leaves 172 µs of CPU per event for the collector, enrich and every loader together.
 """
 
@@ -59,11 +59,12 @@ def staged_batches(rows: int, batch_size: int) -> list[pa.Table]:
     return out
 
 
-def run(variant: str, batches: list[pa.Table]) -> list[dict[str, float]]:
+def run(variant: str, batches: list[pa.Table], threads: int) -> list[dict[str, float]]:
     """Insert every batch into a fresh warehouse; CPU and wall µs per row of each 100,000 rows."""
     with tempfile.TemporaryDirectory(prefix="plowline-bench-duckdb-floor-") as tmp:
         con = duckdb.connect(str(Path(tmp) / "warehouse.duckdb"))
         con.execute("SET checkpoint_threshold = '256MiB'")
+        con.execute(f"SET threads = {int(threads)}")
         migrate(con)
         statement = _INSERT_EVENTS
         if variant == "no key":
@@ -100,12 +101,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=300_000, help="a multiple of 100,000")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="DuckDB's threads (default 1, the loader's storage.duckdb.threads default)")
     args = parser.parse_args()
     if args.rows % _STEP or _STEP % args.batch_size:
         parser.error("--rows must be a multiple of 100,000 and --batch-size divide 100,000")
     print(f"staging {args.rows:,} events in batches of {args.batch_size:,} (not timed)…", flush=True)
     batches = staged_batches(args.rows, args.batch_size)
-    results = {variant: run(variant, batches) for variant in ("keyed", "no key")}
+    results = {variant: run(variant, batches, args.threads) for variant in ("keyed", "no key")}
     print("\n| table | first 100k: CPU µs/row | last 100k: CPU µs/row | median | of a 172 µs budget |")
     print("|---|---|---|---|---|")
     summary = {}
@@ -116,7 +119,7 @@ def main() -> int:
         print(f"| {variant} | {cpus[0]:.1f} | {cpus[-1]:.1f} | {median:.1f} | {median / 172:.0%} |")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / f"duckdb_floor-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({"rows": args.rows, "batch_size": args.batch_size, "steps": results,
+    out.write_text(json.dumps({"rows": args.rows, "batch_size": args.batch_size, "threads": args.threads, "steps": results,
                                "median_cpu_us_per_row": summary, "machine": machine_facts()}, indent=2) + "\n")
     print(f"\nresults: {out}")
     return 0

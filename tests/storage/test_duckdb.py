@@ -161,6 +161,22 @@ async def test_the_checkpoint_threshold_is_the_configured_one(
         await loader.close()
 
 
+@pytest.mark.parametrize(("configured", "expected"), [(None, 1), (2, 2)])
+async def test_duckdb_runs_with_the_configured_threads(
+    tmp_path: Path, database: Path, configured: int | None, expected: int
+) -> None:
+    storage = {} if configured is None else {"duckdb": {"threads": configured}}
+    loader = open_duckdb_loader(Settings.model_validate({"data_dir": str(tmp_path), "storage": storage}), "enriched")
+    try:
+        await loader.write(tsv(minimal_event(1)))
+        assert loader._warehouse is not None
+        row = loader._warehouse.con.execute("SELECT current_setting('threads')").fetchone()
+        assert row is not None and row[0] == expected
+    finally:
+        await loader.close()
+    assert _count(database) == 1
+
+
 def test_a_checkpoint_threshold_below_one_mb_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="checkpoint_threshold_mb"):
         Settings.model_validate({"data_dir": str(tmp_path), "storage": {"duckdb": {"checkpoint_threshold_mb": 0}}})
