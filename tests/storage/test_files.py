@@ -118,14 +118,28 @@ async def test_without_gzip_the_files_are_plain_text(tmp_path: Path) -> None:
 
 
 async def test_lines_that_are_not_events_become_loader_parsing_error_bad_rows(tmp_path: Path) -> None:
-    no_timestamp = minimal_event(2).to_tsv().encode().replace(b"2024-05-01 12:30:15.125", b"yesterday")
-    loader = FilesLoader(tmp_path, "enriched")
-    await loader.write([b"not an event", tsv(minimal_event(1))[0], no_timestamp])
+    def with_column(number: int, index: int, value: bytes) -> bytes:
+        columns = minimal_event(number).to_tsv().encode().split(b"\t")
+        columns[index] = value
+        return b"\t".join(columns)
 
-    assert len(_lines(tmp_path / "enriched", "*.tsv.gz")) == 1
-    failures = [orjson.loads(line)["data"]["failure"] for line in _lines(tmp_path / "bad", "*.json.gz")]
-    assert [failure["type"] for failure in failures] == ["NotTSV", "RowDecodingError"]
-    assert failures[1]["errors"][0]["key"] == "collector_tstamp"
+    # Two events with the same unreadable stamp: each bad row keeps its own line.
+    no_timestamp = [with_column(n, 3, b"yesterday") for n in (2, 3)]
+    short = b"\t".join(minimal_event(4).to_tsv().encode().split(b"\t")[:-1])
+    no_event_id = with_column(5, 6, b"")
+    good = tsv(minimal_event(1), minimal_event(6), minimal_event(7))
+    loader = FilesLoader(tmp_path, "enriched")
+    await loader.write([b"not an event", good[0], *no_timestamp, good[1], short, no_event_id, good[2]])
+
+    assert sorted(_lines(tmp_path / "enriched", "*.tsv.gz")) == sorted(line.rstrip(b"\n") for line in good)
+    rows = [orjson.loads(line)["data"] for line in _lines(tmp_path / "bad", "*.json.gz")]
+    failures = [row["failure"] for row in rows]
+    assert [failure["type"] for failure in failures] == [
+        "NotTSV", "RowDecodingError", "RowDecodingError", "FieldNumberMismatch", "RowDecodingError"]
+    assert [failure["errors"][0]["key"] for failure in failures[1:3]] == ["collector_tstamp", "collector_tstamp"]
+    assert [row["payload"] for row in rows[1:3]] == [line.decode() for line in no_timestamp]
+    assert failures[3]["fieldCount"] == 130
+    assert failures[4]["errors"][0]["message"] == "event_id is empty"
 
 
 # --- durability -----------------------------------------------------------------------------------
