@@ -48,13 +48,17 @@ def parse_json_bounded(text: str) -> tuple[Any, int]:
 
 
 def _too_deep(value: Any) -> bool:
-    level = [value]
-    for _ in range(MAX_JSON_DEPTH + 1):
-        level = [child for item in level if isinstance(item, dict | list)
-                 for child in (item.values() if isinstance(item, dict) else item)]
-        if not level:
-            return False
-    return True
+    # Depth counts containers, an empty one included (`[[]]` is 2), as the resolver's check does
+    # (iglu.validation.json_depth_exceeds), so a body and its entities are held to one limit.
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            return True
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, dict | list)]
+    return False
 
 
 def compact(value: Any) -> str:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 
+from plowline.enrich.adapters.common import MAX_JSON_DEPTH, InvalidJson, parse_json
 from plowline.enrich.adapters.tracker_protocol import _events
 from plowline.enrich.errors import AdapterFailure
 from plowline.enrich.loader import load_request
 from plowline.iglu.resolver import Resolver
+from plowline.iglu.validation import json_depth_exceeds
 from tests.enrich.adapters.conftest import failure_messages, raw_events
 from tests.enrich.adapters.examples import NUID, TIMESTAMP, Example, example, example_base64
 
@@ -182,6 +185,22 @@ def test_body_nested_too_deep(resolver: Resolver) -> None:
     body = "[" * 60 + "]" * 60
     assert failure_messages(post(body), resolver) == [
         {"field": "body", "value": body, "error": "invalid json: deeper than 50"}]
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 50 + "]" * 50, "[" * 51 + "]" * 51, "[" * 50 + "1" + "]" * 50, "[" * 49 + "{}" + "]" * 49,
+    "[" * 50 + "{}" + "]" * 50, '{"a":' * 50 + "1" + "}" * 50, '{"a":' * 50 + "[]" + "}" * 50,
+    "[" + ", ".join(["[" * 49 + "]" * 49] * 3) + "]", "[" + "[]," * 60 + "[]]",
+])
+def test_body_depth_limit_is_the_resolvers(text: str) -> None:
+    # The adapter's limit on a body and the resolver's on an entity count depth the same way,
+    # empty containers included, so no payload passes one and fails the other at the limit.
+    too_deep = json_depth_exceeds(orjson.loads(text), MAX_JSON_DEPTH)
+    if too_deep:
+        with pytest.raises(InvalidJson, match="deeper than 50"):
+            parse_json(text)
+    else:
+        assert parse_json(text) == orjson.loads(text)
 
 
 def test_unknown_schema_is_a_resolution_error(resolver: Resolver) -> None:
