@@ -147,30 +147,21 @@ async def test_the_enriched_and_bad_loaders_share_one_connection(settings: Setti
     assert (_count(database), _count(database, "atomic.bad_rows")) == (1, 2)
 
 
-@pytest.mark.parametrize(("configured", "expected"), [(None, "256.0 MiB"), (64, "64.0 MiB")])
-async def test_the_checkpoint_threshold_is_the_configured_one(
-    tmp_path: Path, database: Path, configured: int | None, expected: str
+@pytest.mark.parametrize(("option", "setting", "configured", "expected"), [
+    ("checkpoint_threshold_mb", "checkpoint_threshold", None, "256.0 MiB"),
+    ("checkpoint_threshold_mb", "checkpoint_threshold", 64, "64.0 MiB"),
+    ("threads", "threads", None, 1),
+    ("threads", "threads", 2, 2),
+])
+async def test_duckdb_runs_with_the_configured_settings(
+    tmp_path: Path, database: Path, option: str, setting: str, configured: int | None, expected: object
 ) -> None:
-    storage = {} if configured is None else {"duckdb": {"checkpoint_threshold_mb": configured}}
-    loader = open_duckdb_loader(Settings.model_validate({"data_dir": str(tmp_path), "storage": storage}), "enriched")
-    try:
-        assert loader._warehouse is not None
-        row = loader._warehouse.con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
-        assert row is not None and row[0] == expected
-    finally:
-        await loader.close()
-
-
-@pytest.mark.parametrize(("configured", "expected"), [(None, 1), (2, 2)])
-async def test_duckdb_runs_with_the_configured_threads(
-    tmp_path: Path, database: Path, configured: int | None, expected: int
-) -> None:
-    storage = {} if configured is None else {"duckdb": {"threads": configured}}
+    storage = {} if configured is None else {"duckdb": {option: configured}}
     loader = open_duckdb_loader(Settings.model_validate({"data_dir": str(tmp_path), "storage": storage}), "enriched")
     try:
         await loader.write(tsv(minimal_event(1)))
         assert loader._warehouse is not None
-        row = loader._warehouse.con.execute("SELECT current_setting('threads')").fetchone()
+        row = loader._warehouse.con.execute(f"SELECT current_setting('{setting}')").fetchone()
         assert row is not None and row[0] == expected
     finally:
         await loader.close()
