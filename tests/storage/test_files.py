@@ -117,6 +117,22 @@ async def test_without_gzip_the_files_are_plain_text(tmp_path: Path) -> None:
     assert len(path.read_bytes().splitlines()) == 2
 
 
+async def test_the_gzip_level_is_the_configured_one(tmp_path: Path) -> None:
+    events = tsv(*(minimal_event(n) for n in range(200)))
+    sizes = {}
+    for level in (1, 9):
+        settings = Settings.model_validate(
+            {"data_dir": str(tmp_path / str(level)), "storage": {"files": {"gzip_level": level}}})
+        loader = open_loader("files", settings, "enriched")
+        await loader.write(events)
+        [path] = _paths(tmp_path / str(level), "part-*")
+        assert sorted(_lines(tmp_path / str(level), "part-*")) == sorted(line.rstrip(b"\n") for line in events)
+        sizes[level] = path.stat().st_size
+    assert sizes[1] > sizes[9]
+    with pytest.raises(ValueError, match="gzip_level"):
+        Settings.model_validate({"data_dir": str(tmp_path), "storage": {"files": {"gzip_level": 0}}})
+
+
 async def test_lines_that_are_not_events_become_loader_parsing_error_bad_rows(tmp_path: Path) -> None:
     def with_column(number: int, index: int, value: bytes) -> bytes:
         columns = minimal_event(number).to_tsv().encode().split(b"\t")
