@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from plowline.iglu.errors import NotIglu
+from plowline.iglu.validation import json_depth_exceeds
 from plowline.schema_key import InvalidSchemaKey, SchemaKey
 
 UNSTRUCT_EVENT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
@@ -41,24 +42,11 @@ def parse_json_bounded(text: str) -> tuple[Any, int]:
     except orjson.JSONDecodeError as exc:
         raise InvalidJson(f"invalid json: {exc}") from None
     brackets = text.count("{") + text.count("[")
-    # A document with few brackets cannot be deep: skip the walk for ordinary payloads.
-    if brackets > MAX_JSON_DEPTH and _too_deep(value):
+    # A document with few brackets cannot be deep: skip the walk for ordinary payloads. The walk is
+    # the resolver's own, so a body and the entities in it are held to one limit.
+    if brackets > MAX_JSON_DEPTH and json_depth_exceeds(value, MAX_JSON_DEPTH):
         raise InvalidJson(f"invalid json: deeper than {MAX_JSON_DEPTH}")
     return value, brackets
-
-
-def _too_deep(value: Any) -> bool:
-    # Depth counts containers, an empty one included (`[[]]` is 2), as the resolver's check does
-    # (iglu.validation.json_depth_exceeds), so a body and its entities are held to one limit.
-    level = [value] if isinstance(value, dict | list) else []
-    depth = 0
-    while level:
-        depth += 1
-        if depth > MAX_JSON_DEPTH:
-            return True
-        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
-                 if isinstance(child, dict | list)]
-    return False
 
 
 def compact(value: Any) -> str:
